@@ -1,0 +1,58 @@
+"""Write an untrained (randomly initialised) checkpoint for a U-Net configuration.
+
+Useful to time an architecture before training it, and as the smallest end-to-end check of
+the chain (evaluate, export, deploy all take it as they take a trained one).
+
+    python models/init_checkpoint.py --out runs/demo/init --base-width 16 --img-size 256 512
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import make_checkpoint, save_checkpoint
+from models.cli import ToolError, run
+from models.complexity import count_params_and_macs
+from models.unet import NORMS, UP_MODES, UNet
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Write an untrained U-Net checkpoint.", add_help=add_help,
+                                     prog="models/init_checkpoint.py")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (writes init.pt)")
+    parser.add_argument("--base-width", type=int, default=64, help="64 = the standard U-Net")
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--norm", choices=NORMS, default="bn")
+    parser.add_argument("--up", choices=UP_MODES, default="transpose")
+    parser.add_argument("--separable", action="store_true", help="depthwise-separable 3x3 convolutions")
+    parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512])
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    try:
+        model = UNet.from_base_width(args.base_width, args.depth, norm=args.norm, up=args.up,
+                                     separable=args.separable)
+        model.check_input_size(*args.img_size)
+    except ValueError as err:
+        raise ToolError(str(err)) from None
+    stats = count_params_and_macs(model, tuple(args.img_size))
+    meta = {"stage": "init", "parent_sha256": None, "dataset": None, "input_size": list(args.img_size),
+            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "road_label": 1,
+            "metrics": {}, "complexity": stats}
+    path = save_checkpoint(args.out / "init.pt", make_checkpoint(model, meta))
+    print(f"wrote {path}: {stats['params']:,} parameters, {stats['gmacs']:.2f} GMACs at "
+          f"{args.img_size[0]}x{args.img_size[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())
