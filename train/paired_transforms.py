@@ -1,0 +1,52 @@
+"""Paired image/mask transforms, built from torchvision transforms v2.
+
+Masks are ``tv_tensors.Mask`` so that v2 resizes them with nearest neighbour and pads them
+with 255 (ignore); colour jitter and normalisation touch the image only. Evaluation resizes
+the image to the model's input size and leaves the label at its own size: predictions are
+resized back to it (see ``train.evaluate``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from train.road_labels import IGNORE
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_tv_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    return (tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1).contiguous()),
+            tv_tensors.Mask(torch.from_numpy(mask)))
+
+
+def train_transform(size: tuple[int, int], scale_range: tuple[float, float] = (0.5, 2.0),
+                    hflip: float = 0.5, jitter: float = 0.3,
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+    return v2.Compose([
+        # Scale relative to the training size (so any native resolution works), then crop/pad.
+        v2.ScaleJitter(target_size=tuple(size), scale_range=scale_range, antialias=True),
+        v2.RandomCrop(tuple(size), pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}),
+        v2.RandomHorizontalFlip(hflip),
+        v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 6, 0.5)),
+        v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
+        v2.Normalize(mean, std),
+    ])
+
+
+class EvalTransform:
+    """Resize the image to the model's input size and normalise it; the mask keeps its size."""
+
+    def __init__(self, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.image_transform = v2.Compose([
+            v2.Resize(tuple(size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ])
+
+    def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask):
+        return self.image_transform(image), mask.to(torch.int64)

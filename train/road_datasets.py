@@ -1,0 +1,77 @@
+"""Road datasets for training and evaluation: Cityscapes, CamVid and the synthetic set.
+
+Each item is ``(image float32 [3, H, W] normalised, mask int64 [H, W] in {0, 1, 255})``.
+The synthetic set uses the Cityscapes layout and label ids; when its folder is missing it is
+generated (the embedded default data: no download).
+
+    from train.road_datasets import build_dataset
+    ds = build_dataset("camvid", "../shared/data/camvid", "val", EvalTransform((352, 480)))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from train.dataset_layouts import DatasetError, Sample, find_samples, read_rgb, read_road_mask
+from train.paired_transforms import to_tv_tensors
+from train.road_labels import DATASETS
+
+DEFAULT_SYNTHETIC_PATH = Path("data/synthetic")
+DEFAULT_SYNTHETIC_FRAMES = {"num_train": 160, "num_val": 40, "height": 256, "width": 512, "seed": 0}
+
+
+class RoadDataset(Dataset):
+    def __init__(self, dataset: str, samples: list[Sample], transform=None):
+        self.dataset, self.samples, self.transform = dataset, samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int):
+        """The raw pair: RGB uint8 HxWx3 and road mask uint8 HxW."""
+        sample = self.samples[index]
+        image = read_rgb(sample.image)
+        mask = read_road_mask(sample.label, self.dataset, expected_hw=image.shape[:2])
+        return image, mask
+
+    def load_mask(self, sample: Sample):
+        return read_road_mask(sample.label, self.dataset)
+
+    def __getitem__(self, index: int):
+        image, mask = to_tv_tensors(*self.load(index))
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
+
+
+def ensure_synthetic(path: Path) -> Path:
+    if not (path / "leftImg8bit").is_dir():
+        from train.make_synthetic import write_dataset
+
+        write_dataset(path, **DEFAULT_SYNTHETIC_FRAMES)
+    return path
+
+
+def build_dataset(dataset: str, data_path: str | Path | None, split: str, transform=None) -> RoadDataset:
+    if dataset not in DATASETS:
+        raise DatasetError(f"--dataset {dataset!r}: expected one of {DATASETS}")
+    if data_path is None:
+        if dataset != "synthetic":
+            raise DatasetError(f"--dataset {dataset} needs --data-path (the folder holding the dataset)")
+        data_path = ensure_synthetic(DEFAULT_SYNTHETIC_PATH)
+    data_path = Path(data_path)
+    if not data_path.is_dir():
+        raise DatasetError(f"--data-path {data_path}: no such folder")
+    return RoadDataset(dataset, find_samples(dataset, data_path, split), transform)
+
+
+def collate_keep_sizes(batch):
+    """Stack when every mask has one size (the usual case), else fall back to lists."""
+    images = torch.stack([image for image, _ in batch])
+    masks = [mask for _, mask in batch]
+    if len({tuple(mask.shape) for mask in masks}) == 1:
+        return images, torch.stack(masks)
+    return images, masks
