@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo starts from a clean $(DEMO_RUN) each time (it holds nothing but demo output).
 demo: $(STAMP)
 	@start=$$(date +%s); \
 	set -e; \
 	test -d $(DEMO_DATA)/leftImg8bit || $(PY) train/make_synthetic.py --out $(DEMO_DATA) --num 160 --num-val 40 --size 256 512 --seed 0; \
-	$(PY) models/init_checkpoint.py --out $(DEMO_RUN)/init --base-width 16 --img-size 256 512; \
-	$(PY) train/evaluate.py --ckpt $(DEMO_RUN)/init/init.pt --dataset synthetic --data-path $(DEMO_DATA) \
-		--split val --json $(DEMO_RUN)/init/val_report.json; \
+	rm -rf $(DEMO_RUN); \
+	echo "== train a small U-Net (base width 8) on the synthetic set"; \
+	$(PY) train/fit.py --dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/full \
+		--base-width 8 --img-size 128 256 --epochs 10 --batch-size 8 --lr 3e-3 --warmup-iters 20 --eval-every 5; \
+	echo "== evaluate the best checkpoint on the synthetic val split"; \
+	$(PY) train/evaluate.py --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
+		--split val --json $(DEMO_RUN)/full/val_report.json; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s; reports under $(DEMO_RUN)/"
 
 test: $(STAMP)

@@ -1,0 +1,390 @@
+"""Train the U-Net for road segmentation: CPU or GPU, one process or many (torchrun), resumable.
+
+    python train/fit.py --dataset synthetic --out runs/demo/full --base-width 16 --epochs 8
+    python train/fit.py --dataset camvid --data-path ../shared/data/camvid --img-size 352 480 \
+        --base-width 16 --epochs 60 --out runs/camvid/full
+    torchrun --nproc_per_node 8 train/fit.py --dataset cityscapes --data-path /data/cityscapes \
+        --img-size 512 1024 --batch-size 8 --epochs 200 --out runs/cityscapes/full   # per-GPU batch
+    python train/fit.py ... --out runs/camvid/full --resume        # continue after an interruption
+
+Writes into ``--out``: ``last.pt`` (every epoch and every ``--save-every`` iterations, with the
+optimiser, scheduler, scaler and RNG state), ``best.pt`` (best validation road IoU),
+``metrics.jsonl`` (one line per epoch), ``curves.png``, ``train_report.json`` and TensorBoard
+events when tensorboard is installed. Under torchrun only rank 0 writes.
+
+Determinism: data order and augmentation are functions of (seed, epoch, sample index) only, so a
+run resumed after a kill ends with the same weights as an uninterrupted one, and N processes with
+batch B compute the same steps as one process with batch N*B (exactly with GroupNorm; with
+BatchNorm each process normalises its own B samples unless --sync-bn on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
+from models.cli import ToolError, run
+from models.complexity import count_params_and_macs
+from models.fileio import atomic_write_bytes, atomic_write_json
+from models.unet import NORMS, UP_MODES, UNet
+from train import distributed
+from train.engine import StepContext, make_scheduler, train_one_epoch
+from train.evaluate import evaluate, select_device
+from train.paired_transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, train_transform
+from train.road_datasets import build_dataset, collate_keep_sizes
+from train.road_labels import DATASETS, ROAD
+from train.road_metrics import format_table, road_metrics
+from train.sampling import EpochBatchSampler, KeyedAugmentation
+
+# Tests set this to make the trainer SIGKILL itself right after the given optimiser step.
+KILL_AFTER_STEP_ENV = "ROADSEG_FAULT_KILL_AFTER_STEP"
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train a road-segmentation U-Net.", add_help=add_help,
+                                prog="train/fit.py")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    data.add_argument("--data-path", type=Path, default=None,
+                      help="dataset folder (default for synthetic: data/synthetic, generated if missing)")
+    data.add_argument("--train-split", default="train")
+    data.add_argument("--val-split", default="val")
+    data.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512],
+                      help="training crop and evaluation input size (multiples of 2**depth)")
+    data.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], metavar=("MIN", "MAX"),
+                      help="random scale relative to --img-size")
+    data.add_argument("--workers", type=int, default=2)
+    model = p.add_argument_group("model")
+    model.add_argument("--base-width", type=int, default=64, help="64 = the standard U-Net")
+    model.add_argument("--depth", type=int, default=4)
+    model.add_argument("--norm", choices=NORMS, default="bn")
+    model.add_argument("--up", choices=UP_MODES, default="transpose")
+    model.add_argument("--separable", action="store_true", help="depthwise-separable 3x3 convolutions")
+    optim = p.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=10)
+    optim.add_argument("--iters", type=int, default=None, help="stop after this many iterations instead")
+    optim.add_argument("--batch-size", type=int, default=8, help="per process")
+    optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    optim.add_argument("--lr", type=float, default=2e-3)
+    optim.add_argument("--weight-decay", type=float, default=1e-4)
+    optim.add_argument("--momentum", type=float, default=0.9, help="SGD only")
+    optim.add_argument("--schedule", choices=("poly", "cosine"), default="poly")
+    optim.add_argument("--warmup-iters", type=int, default=100)
+    optim.add_argument("--dice-weight", type=float, default=0.0, help="add this times soft road Dice to CE")
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--out", type=Path, required=True, help="output folder")
+    run_group.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    run_group.add_argument("--save-every", type=int, default=0, help="also write last.pt every N iterations")
+    run_group.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and at the end)")
+    run_group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run_group.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                           help="mixed precision on CUDA (auto: bf16 where supported, else fp16); CPU is fp32")
+    run_group.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA)")
+    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--json", type=Path, default=None, help="also write the final report here")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for name in ("epochs", "batch_size", "base_width", "depth", "eval_every"):
+        if getattr(args, name) < 1:
+            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
+    if args.iters is not None and args.iters < 1:
+        raise ToolError(f"--iters {args.iters}: expected >= 1")
+    if not 0 < args.scale_range[0] <= args.scale_range[1]:
+        raise ToolError(f"--scale-range {args.scale_range}: expected 0 < MIN <= MAX")
+    if args.lr <= 0:
+        raise ToolError(f"--lr {args.lr}: expected > 0")
+
+
+def amp_dtype_for(device: torch.device, amp: str) -> torch.dtype | None:
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": np.random.get_state()[1].tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain_args(args: argparse.Namespace) -> dict:
+    """The command line as plain data (never a pickled Namespace)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def save_curves(path: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    evaluated = [h for h in history if h.get("val")]
+    ax_iou.plot([h["epoch"] for h in evaluated], [100 * h["val"]["road_iou"] for h in evaluated], marker="o",
+                color="tab:green")
+    ax_iou.set(xlabel="epoch", ylabel="road IoU (%)", title="validation road IoU")
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def open_tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional dependency
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+class Trainer:
+    """Holds the run's state; ``fit`` runs it. Kept small: the loop itself is train_one_epoch."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = select_device(args.device)
+        self.world = distributed.init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        torch.manual_seed(args.seed)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+
+        size = tuple(args.img_size)
+        self.model = UNet.from_base_width(args.base_width, args.depth, norm=args.norm, up=args.up,
+                                          separable=args.separable)
+        try:
+            self.model.check_input_size(*size)
+        except ValueError as err:
+            raise ToolError(f"--img-size: {err}") from None
+        self.complexity = count_params_and_macs(self.model, size)
+
+        train_base = build_dataset(args.dataset, args.data_path, args.train_split)
+        self.val_set = build_dataset(args.dataset, args.data_path, args.val_split, EvalTransform(size))
+        augment = train_transform(size, scale_range=tuple(args.scale_range))
+        self.train_set = KeyedAugmentation(train_base, augment, args.seed)
+        self.sampler = EpochBatchSampler(len(train_base), args.batch_size, self.world.size, self.world.rank,
+                                         seed=args.seed)
+        if self.sampler.iters_per_epoch == 0:
+            raise ToolError(f"--batch-size {args.batch_size} x {self.world.size} process(es) is larger than the "
+                            f"{len(train_base)} training images")
+        self.iters_per_epoch = self.sampler.iters_per_epoch
+        self.total_iters = args.iters or args.epochs * self.iters_per_epoch
+        self.epochs = -(-self.total_iters // self.iters_per_epoch)
+
+        self.model.to(self.device)
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.world.size > 1 and args.sync_bn and self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if args.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum,
+                                             weight_decay=args.weight_decay, nesterov=True)
+        self.scheduler = make_scheduler(self.optimizer, self.total_iters, args.warmup_iters, args.schedule)
+        self.amp_dtype = amp_dtype_for(self.device, args.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.step, self.best_iou, self.history = 0, -1.0, []
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None) if self.world.size > 1 else self.model)
+
+    # checkpoints ----------------------------------------------------------------------------------
+    def meta(self, metrics: dict) -> dict:
+        return {"stage": "train", "parent_sha256": None, "dataset": self.args.dataset,
+                "input_size": list(self.args.img_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                "road_label": ROAD, "metrics": metrics, "complexity": self.complexity,
+                "recipe": plain_args(self.args)}
+
+    def train_state(self) -> dict:
+        return {"step": self.step, "epoch": self.step // self.iters_per_epoch,
+                "iters_per_epoch": self.iters_per_epoch, "total_iters": self.total_iters,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "best_iou": self.best_iou,
+                "history": self.history, "world_size": self.world.size, "batch_size": self.args.batch_size}
+
+    def save(self, name: str, metrics: dict, with_state: bool) -> None:
+        if self.world.is_main:
+            ckpt = make_checkpoint(self.model, self.meta(metrics), self.train_state() if with_state else None)
+            save_checkpoint(self.args.out / name, ckpt)
+
+    def resume(self) -> None:
+        path = self.args.out / "last.pt"
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"{path}: has no training state to resume from")
+        if ckpt["arch"] != self.model.arch():
+            diff = sorted(k for k in set(ckpt["arch"]) | set(self.model.arch())
+                          if ckpt["arch"].get(k) != self.model.arch().get(k))
+            raise CheckpointError(f"{path}: was trained with a different architecture (differs in {', '.join(diff)}); "
+                                  "resume with the same model flags or choose another --out")
+        state = ckpt["train_state"]
+        if (state["iters_per_epoch"], state["total_iters"]) != (self.iters_per_epoch, self.total_iters):
+            raise CheckpointError(
+                f"{path}: was a run of {state['total_iters']} iterations x {state['iters_per_epoch']} per epoch, "
+                f"these flags give {self.total_iters} x {self.iters_per_epoch}; resume with the same data, "
+                "batch size, process count and epochs")
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.step, self.best_iou, self.history = state["step"], state["best_iou"], state["history"]
+
+    # loop -----------------------------------------------------------------------------------------
+    def validate(self) -> dict:
+        indices = range(self.world.rank, len(self.val_set), self.world.size)  # no padding: exact counts
+        loader = DataLoader(Subset(self.val_set, indices), batch_size=self.args.batch_size,
+                            num_workers=self.args.workers, collate_fn=collate_keep_sizes,
+                            pin_memory=self.device.type == "cuda")
+        cm, _ = evaluate(self.model, loader, self.device, amp_dtype=self.amp_dtype)
+        return road_metrics(cm)
+
+    def on_step(self, step: int) -> None:
+        self.step = step
+        every = self.args.save_every
+        if every and step % every == 0 and step % self.iters_per_epoch and step < self.total_iters:
+            self.save("last.pt", {}, with_state=True)
+        if step == int(os.environ.get(KILL_AFTER_STEP_ENV, -1)):
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the resume test: no clean-up at all
+
+    def fit(self) -> dict:
+        args, out = self.args, self.args.out
+        writer = open_tensorboard(out) if self.world.is_main else None
+        ctx = StepContext(self.device, self.world, self.amp_dtype, args.dice_weight, self.channels_last)
+        loader = DataLoader(self.train_set, sampler=self.sampler, batch_size=args.batch_size,
+                            num_workers=args.workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=args.workers > 0, drop_last=False)
+        start_time = time.perf_counter()
+        while self.step < self.total_iters:
+            epoch, start_iter = divmod(self.step, self.iters_per_epoch)
+            stop_iter = min(self.iters_per_epoch, self.total_iters - epoch * self.iters_per_epoch)
+            self.sampler.set_epoch(epoch, start_iter, stop_iter)
+            stats = train_one_epoch(self.ddp, loader, self.optimizer,
+                                    self.scheduler, self.scaler, ctx, epoch=epoch, first_step=self.step,
+                                    on_step=self.on_step)
+            self.step = stats["step"]
+            last = self.step >= self.total_iters
+            record = {"epoch": epoch, "step": self.step, "train_loss": stats["loss"], "lr": stats["lr"],
+                      "img_per_s": stats["img_per_s"], "epoch_seconds": stats["seconds"],
+                      "resumed_mid_epoch": start_iter > 0}
+            if (epoch + 1) % args.eval_every == 0 or last:
+                record["val"] = self.validate()
+            self.history.append(record)
+            if self.world.is_main:
+                self.checkpoint_epoch(record)
+                self.log(record, writer)
+        elapsed = time.perf_counter() - start_time
+        if writer is not None:
+            writer.close()
+        return self.finish(elapsed)
+
+    def checkpoint_epoch(self, record: dict) -> None:
+        out = self.args.out
+        val = record.get("val")
+        # best.pt before last.pt: if killed in between, resuming redoes this epoch and rewrites best.pt
+        if val and val["road_iou"] > self.best_iou:
+            self.best_iou = val["road_iou"]
+            self.save("best.pt", {"val": val, "epoch": record["epoch"]}, with_state=False)
+        self.save("last.pt", {"val": val, "epoch": record["epoch"]} if val else {}, with_state=True)
+        # metrics.jsonl is rewritten from the history held in last.pt, so the two never disagree
+        text = "".join(json.dumps(h) + "\n" for h in self.history)
+        atomic_write_bytes(out / "metrics.jsonl", text.encode())
+        save_curves(out / "curves.png", self.history)
+
+    def log(self, record: dict, writer) -> None:
+        val = record.get("val")
+        line = (f"epoch {record['epoch']:>3}  step {record['step']:>6}  loss {record['train_loss']:.4f}  "
+                f"lr {record['lr']:.2e}  {record['img_per_s']:.1f} img/s")
+        if val:
+            line += f"  val road IoU {100 * val['road_iou']:.2f}  (best {100 * self.best_iou:.2f})"
+        print(line, flush=True)
+        if writer is not None:
+            writer.add_scalar("train/loss", record["train_loss"], record["step"])
+            writer.add_scalar("train/lr", record["lr"], record["step"])
+            if val:
+                for key in ("road_iou", "precision", "recall"):
+                    writer.add_scalar(f"val/{key}", val[key], record["step"])
+
+    def finish(self, elapsed: float) -> dict:
+        final = next((h["val"] for h in reversed(self.history) if h.get("val")), None)
+        best = max((h for h in self.history if h.get("val")), key=lambda h: h["val"]["road_iou"], default=None)
+        report = {"dataset": self.args.dataset, "input_size": list(self.args.img_size),
+                  "iterations": self.total_iters, "epochs": self.epochs, "world_size": self.world.size,
+                  "global_batch": self.args.batch_size * self.world.size, "device": str(self.device),
+                  "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+                  "train_seconds_this_session": elapsed, "complexity": self.complexity,
+                  "final_val": final, "best_val": best["val"] if best else None,
+                  "best_epoch": best["epoch"] if best else None,
+                  "best_ckpt": str(self.args.out / "best.pt"), "recipe": plain_args(self.args)}
+        if self.world.is_main:
+            atomic_write_json(self.args.out / "train_report.json", report)
+            if self.args.json:
+                atomic_write_json(self.args.json, report)
+            rows = [(f"final (epoch {self.history[-1]['epoch']})", final)] if final else []
+            rows += [(f"best (epoch {best['epoch']})", best["val"])] if best else []
+            if rows:
+                print(format_table(rows))
+            print(f"{self.complexity['params']:,} parameters, {self.complexity['gmacs']:.2f} GMACs at "
+                  f"{self.args.img_size[0]}x{self.args.img_size[1]}; trained {elapsed / 60:.1f} min; "
+                  f"best checkpoint {self.args.out / 'best.pt'}", file=sys.stderr)
+        return report
+
+
+def main(args: argparse.Namespace) -> int:
+    check_args(args)
+    if (args.out / "last.pt").exists() and not args.resume:
+        raise ToolError(f"--out {args.out}: already holds a run (last.pt); pass --resume to continue it "
+                        "or choose another --out")
+    if args.resume and not (args.out / "last.pt").exists():
+        raise ToolError(f"--resume: no {args.out / 'last.pt'} to continue from")
+    trainer = Trainer(args)
+    try:
+        if args.resume:
+            trainer.resume()
+            if trainer.world.is_main:
+                print(f"resuming {args.out / 'last.pt'} at iteration {trainer.step}/{trainer.total_iters}",
+                      file=sys.stderr)
+        trainer.fit()
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())
