@@ -1,0 +1,62 @@
+"""Model-only latency of an ONNX model in onnxruntime (no torch), with the conditions stated.
+
+Every number says what it covers: backend and provider, threads, input size, warm-up and timed
+runs; it gives p50/p90/p99 in milliseconds and FPS from p50.
+
+    from deploy.latency import onnx_latency
+    onnx_latency("model.onnx", input_size=(352, 480), threads=2)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def percentiles_ms(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000.0
+    p50 = float(np.percentile(ms, 50))
+    return {"p50_ms": p50, "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "fps": 1000.0 / p50 if p50 > 0 else float("inf")}
+
+
+def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, providers: list[str] | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0 = onnxruntime's default (all cores)
+    options.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+
+
+def onnx_latency(model: str | os.PathLike | bytes, input_size: tuple[int, int], threads: int = 0,
+                 warmup: int = 5, runs: int = 30, batch: int = 1, seed: int = 0) -> dict:
+    session = onnx_session(model, threads)
+    name = session.get_inputs()[0].name
+    image = np.random.default_rng(seed).standard_normal((batch, 3, *input_size), dtype=np.float32)
+    for _ in range(warmup):
+        session.run(None, {name: image})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {name: image})
+        times.append(time.perf_counter() - start)
+    return {"covers": "model only (session.run on a preprocessed tensor)", "backend": "onnxruntime",
+            "provider": session.get_providers()[0], "threads": threads or os.cpu_count(),
+            "precision": "as stored in the model", "input_size": list(input_size), "batch": batch,
+            "warmup": warmup, "runs": runs, "cpu": cpu_model(), **percentiles_ms(times)}
