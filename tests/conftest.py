@@ -44,9 +44,12 @@ def run_script(script: str, *args: str, cwd: Path = REPO_ROOT, timeout: float = 
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Failed with exactly one error line, the last on stderr (progress lines may precede it),
+    containing every fragment, and no traceback."""
     assert result.returncode != 0, result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1, result.stderr
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+        assert fragment in errors[0], errors[0]

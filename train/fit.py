@@ -171,10 +171,16 @@ def open_tensorboard(out: Path):
 
 
 class Trainer:
-    """Holds the run's state; ``fit`` runs it. Kept small: the loop itself is train_one_epoch."""
+    """Holds the run's state; ``fit`` runs it. Kept small: the loop itself is train_one_epoch.
 
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
+    Other stages reuse it to fine-tune: pass ``model`` (e.g. a pruned network; the model flags
+    are then ignored), ``loss_fn`` (e.g. distillation, see ``train_one_epoch``) and ``meta``
+    entries that override the checkpoint's (stage, parent hash, ...).
+    """
+
+    def __init__(self, args: argparse.Namespace, model: torch.nn.Module | None = None,
+                 loss_fn=None, meta: dict | None = None):
+        self.args, self.loss_fn, self.meta_overrides = args, loss_fn, meta or {}
         self.device = select_device(args.device)
         self.world = distributed.init_distributed(self.device.type)
         if self.device.type == "cuda":
@@ -184,8 +190,8 @@ class Trainer:
         np.random.seed(args.seed)
 
         size = tuple(args.img_size)
-        self.model = UNet.from_base_width(args.base_width, args.depth, norm=args.norm, up=args.up,
-                                          separable=args.separable)
+        self.model = model if model is not None else UNet.from_base_width(
+            args.base_width, args.depth, norm=args.norm, up=args.up, separable=args.separable)
         try:
             self.model.check_input_size(*size)
         except ValueError as err:
@@ -229,7 +235,7 @@ class Trainer:
         return {"stage": "train", "parent_sha256": None, "dataset": self.args.dataset,
                 "input_size": list(self.args.img_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                 "road_label": ROAD, "metrics": metrics, "complexity": self.complexity,
-                "recipe": plain_args(self.args)}
+                "recipe": plain_args(self.args), **self.meta_overrides}
 
     def train_state(self) -> dict:
         return {"step": self.step, "epoch": self.step // self.iters_per_epoch,
@@ -297,7 +303,7 @@ class Trainer:
             self.sampler.set_epoch(epoch, start_iter, stop_iter)
             stats = train_one_epoch(self.ddp, loader, self.optimizer,
                                     self.scheduler, self.scaler, ctx, epoch=epoch, first_step=self.step,
-                                    on_step=self.on_step)
+                                    on_step=self.on_step, loss_fn=self.loss_fn)
             self.step = stats["step"]
             last = self.step >= self.total_iters
             record = {"epoch": epoch, "step": self.step, "train_loss": stats["loss"], "lr": stats["lr"],
@@ -366,21 +372,27 @@ class Trainer:
         return report
 
 
-def main(args: argparse.Namespace) -> int:
+def run_training(args: argparse.Namespace, model: torch.nn.Module | None = None, loss_fn=None,
+                 meta: dict | None = None) -> tuple[dict, torch.nn.Module]:
+    """Train (or resume with ``args.resume``) into ``args.out``; returns (report, trained model)."""
     check_args(args)
     if (args.out / "last.pt").exists() and not args.resume:
         raise ToolError(f"--out {args.out}: already holds a run (last.pt); pass --resume to continue it "
                         "or choose another --out")
     if args.resume and not (args.out / "last.pt").exists():
         raise ToolError(f"--resume: no {args.out / 'last.pt'} to continue from")
-    trainer = Trainer(args)
+    trainer = Trainer(args, model, loss_fn, meta)
+    if args.resume:
+        trainer.resume()
+        if trainer.world.is_main:
+            print(f"resuming {args.out / 'last.pt'} at iteration {trainer.step}/{trainer.total_iters}",
+                  file=sys.stderr)
+    return trainer.fit(), trainer.model
+
+
+def main(args: argparse.Namespace) -> int:
     try:
-        if args.resume:
-            trainer.resume()
-            if trainer.world.is_main:
-                print(f"resuming {args.out / 'last.pt'} at iteration {trainer.step}/{trainer.total_iters}",
-                      file=sys.stderr)
-        trainer.fit()
+        run_training(args)
     finally:
         distributed.cleanup()
     return 0
