@@ -1,0 +1,354 @@
+"""Structured channel pruning of a trained U-Net with torch-pruning (DepGraph), with fine-tuning.
+
+DepGraph keeps every coupled layer consistent (skip concatenations, transposed convolutions,
+norms); the 1x1 classifier is never pruned; widths are rounded to multiples of ``--round-to``.
+Pruning runs in ``--steps`` steps with fine-tuning between them and after the last; each step
+stops at a channel ratio, or at a MAC or onnxruntime-latency target found by measuring
+candidate prunings (bisection on the ratio), not by estimating.
+
+    python compress/prune.py --ckpt runs/camvid/full/best.pt --dataset camvid \
+        --data-path ../shared/data/camvid --target-macs 0.6 --steps 2 --epochs-per-step 3 \
+        --final-epochs 10 --distill kl --out runs/camvid/pruned
+
+Writes into ``--out``: ``best.pt`` / ``last.pt`` (stage "pruned", real per-layer widths; they
+load without torch_pruning), ``step<k>/`` (the fine-tuning between steps), ``prune_report.json``
+and ``prune_report.png`` (widths before/after; params, GMACs, latency and road IoU of the
+original, right after pruning, and after fine-tuning, all measured in this run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from deploy.latency import onnx_latency
+from export.onnx_export import onnx_bytes
+from models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
+from models.cli import ToolError, run
+from models.complexity import count_params_and_macs
+from models.fileio import atomic_write_bytes, atomic_write_json
+from train.evaluate import evaluate, select_device
+from train.fit import get_args_parser as fit_args_parser
+from train.fit import run_training
+from train.losses import cross_entropy_sum
+from train.paired_transforms import EvalTransform
+from train.road_datasets import build_dataset, collate_keep_sizes
+from train.road_labels import DATASETS, IGNORE
+from train.road_metrics import road_metrics
+
+IMPORTANCES = ("l2", "l1", "bn", "taylor", "random")
+MAX_RATIO = 0.95  # per step; beyond this a layer is nearly gone
+
+
+# pruning ----------------------------------------------------------------------------------------
+def make_importance(name: str):
+    import torch_pruning as tp
+
+    return {
+        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        "bn": tp.importance.BNScaleImportance,
+        "taylor": tp.importance.GroupTaylorImportance,
+        "random": tp.importance.RandomImportance,
+    }[name]()
+
+
+def accumulate_taylor_gradients(model: torch.nn.Module, batches: list) -> None:
+    model.zero_grad(set_to_none=True)
+    model.train()
+    for images, masks in batches:
+        valid = (masks != IGNORE).sum().clamp(min=1)
+        (cross_entropy_sum(model(images), masks) / valid).backward()
+
+
+def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str, round_to: int,
+               input_size: tuple[int, int], taylor_batches: list | None = None, seed: int = 0) -> torch.nn.Module:
+    """Prune ``ratio`` of the channels of ``model`` (relative to its current widths), in place."""
+    import torch_pruning as tp
+
+    if ratio <= 0:
+        return model
+    torch.manual_seed(seed)  # the random criterion (ablation) is reproducible
+    if importance == "taylor":
+        accumulate_taylor_gradients(model, taylor_batches or [])
+    model.eval()
+    example = torch.zeros(1, model.in_channels, *input_size)
+    pruner = tp.pruner.BasePruner(model, example, importance=make_importance(importance),
+                                  global_pruning=scope == "global", pruning_ratio=ratio,
+                                  max_pruning_ratio=MAX_RATIO, ignored_layers=[model.outc], round_to=round_to)
+    pruner.step()
+    model.zero_grad(set_to_none=True)
+    return model
+
+
+def prune_to_target(model, measure, target: float, what: str, prune, search_steps: int = 9):
+    """Smallest ratio whose pruned copy measures <= target; returns (model, ratio, value).
+
+    The measure falls with the ratio only up to a point: near the top torch-pruning leaves alone
+    the groups that ``round_to`` would empty. So first scan up for the most-pruned ratio (the
+    search's ceiling), then bisect below it.
+    """
+    ceiling, floor_model, floor_value = 0.0, model, measure(model)
+    for ratio in (0.3, 0.5, 0.65, 0.75, 0.85, MAX_RATIO):
+        candidate = prune(copy.deepcopy(model), ratio)
+        value = measure(candidate)
+        if value >= floor_value:
+            break
+        ceiling, floor_model, floor_value = ratio, candidate, value
+    if floor_value > target:
+        raise ToolError(f"target {what} {target:.4g} is out of reach: the most this model prunes to "
+                        f"(with --round-to {getattr(prune, 'round_to', '')}) is {floor_value:.4g}".replace(
+                            "--round-to )", "--round-to)"))
+    best = (floor_model, ceiling, floor_value)
+    low, high = 0.0, ceiling
+    for _ in range(search_steps):
+        mid = (low + high) / 2
+        candidate = prune(copy.deepcopy(model), mid)
+        value = measure(candidate)
+        if value <= target:
+            best, high = (candidate, mid, value), mid
+        else:
+            low = mid
+    return best
+
+
+def all_widths(arch: dict) -> list[tuple[str, int]]:
+    rows = []
+    for level, (a, b) in enumerate(arch["encoder_widths"]):
+        rows += [(f"enc{level}.conv1", a), (f"enc{level}.conv2", b)]
+    for level, (up, (a, b)) in enumerate(zip(arch["up_widths"], arch["decoder_widths"], strict=True)):
+        rows += [(f"up{level}", up), (f"dec{level}.conv1", a), (f"dec{level}.conv2", b)]
+    return rows
+
+
+# measuring --------------------------------------------------------------------------------------
+def measure(model: torch.nn.Module, name: str, args, val_loader, device) -> dict:
+    model = model.to(device).eval()
+    cm, _ = evaluate(model, val_loader, device)
+    stats = count_params_and_macs(model.cpu(), args.input_size)
+    latency = onnx_latency(onnx_bytes(model.cpu(), args.input_size), args.input_size, threads=args.threads,
+                           warmup=args.warmup, runs=args.runs)
+    row = {"name": name, "params": stats["params"], "gmacs": stats["gmacs"], "latency": latency,
+           "val": road_metrics(cm), "arch": model.arch()}
+    print(f"  {name:<22} {stats['params']:>11,} params  {stats['gmacs']:7.3f} GMACs  "
+          f"{latency['p50_ms']:8.2f} ms p50  road IoU {100 * row['val']['road_iou']:.2f}", file=sys.stderr)
+    return row
+
+
+def make_distill_loss(teacher: torch.nn.Module, kind: str, weight: float, temperature: float):
+    """CE on labels plus ``weight`` x (KL on softened logits | MSE on logits) toward the unpruned model."""
+    teacher = teacher.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+
+    def loss_fn(model, images, masks):
+        logits = model(images)
+        teacher.to(images.device)
+        with torch.no_grad():
+            target = teacher(images).float()
+        if kind == "kl":
+            log_student = F.log_softmax(logits.float() / temperature, dim=1)
+            log_teacher = F.log_softmax(target / temperature, dim=1)
+            kd = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1).mean() * temperature**2
+        else:
+            kd = F.mse_loss(logits.float(), target)
+        return cross_entropy_sum(logits, masks), (masks != IGNORE).sum(), weight * kd
+
+    return loss_fn
+
+
+def save_report_figure(path: Path, report: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before, after = all_widths(report["original"]["arch"]), all_widths(report["finetuned"]["arch"])
+    fig, (ax_w, ax_t) = plt.subplots(2, 1, figsize=(12, 7), gridspec_kw={"height_ratios": [3, 1.3]})
+    xs = range(len(before))
+    ax_w.bar(xs, [w for _, w in before], color="lightgray", label="original")
+    ax_w.bar(xs, [w for _, w in after], color="tab:blue", label="pruned")
+    ax_w.set_xticks(list(xs), [n for n, _ in before], rotation=70, fontsize=7)
+    ax_w.set(ylabel="output channels", title="per-layer widths")
+    ax_w.legend()
+    rows = [report[k] for k in ("original", "pruned", "finetuned")]
+    cells = [[r["name"], f"{r['params']:,}", f"{r['gmacs']:.3f}", f"{r['latency']['p50_ms']:.2f}",
+              f"{100 * r['val']['road_iou']:.2f}"] for r in rows]
+    ax_t.axis("off")
+    ax_t.table(cellText=cells, colLabels=["model", "params", "GMACs", "ORT CPU p50 ms", "val road IoU %"],
+               loc="center").scale(1, 1.4)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# command line -----------------------------------------------------------------------------------
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Prune a trained road U-Net and fine-tune it.", add_help=add_help,
+                                prog="compress/prune.py")
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint to prune (stage train or pruned)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--data-path", type=Path, default=None)
+    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="training/measuring size (default: the checkpoint's input_size)")
+    stop = p.add_mutually_exclusive_group(required=True)
+    stop.add_argument("--ratio", type=float, help="fraction of channels to remove (0-1)")
+    stop.add_argument("--target-macs", type=float, help="GMACs at the input size to end at or below")
+    stop.add_argument("--target-latency-ms", type=float,
+                      help="onnxruntime CPU p50 latency (ms) to end at or below, measured per candidate")
+    p.add_argument("--importance", choices=IMPORTANCES, default="l2")
+    p.add_argument("--scope", choices=("global", "uniform"), default="global",
+                   help="global: rank channels across layers; uniform: the same ratio in every layer")
+    p.add_argument("--round-to", type=int, default=8, help="keep widths multiples of this (TensorRT/int8)")
+    p.add_argument("--steps", type=int, default=1, help="prune in this many steps, fine-tuning between")
+    p.add_argument("--epochs-per-step", type=int, default=2, help="fine-tuning after each step but the last")
+    p.add_argument("--final-epochs", type=int, default=5, help="fine-tuning after the last step")
+    p.add_argument("--distill", choices=("none", "kl", "mse"), default="none",
+                   help="distil from the unpruned model: KL on softened logits, or MSE on logits")
+    p.add_argument("--distill-weight", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--taylor-batches", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for latency (0 = all cores)")
+    p.add_argument("--warmup", type=int, default=3, help="latency warm-up runs")
+    p.add_argument("--runs", type=int, default=20, help="latency timed runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None)
+    return p
+
+
+def check_args(args) -> None:
+    if args.ratio is not None and not 0 < args.ratio < MAX_RATIO:
+        raise ToolError(f"--ratio {args.ratio}: expected between 0 and {MAX_RATIO}")
+    for name in ("target_macs", "target_latency_ms"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise ToolError(f"--{name.replace('_', '-')}: expected > 0")
+    if args.steps < 1 or args.round_to < 1:
+        raise ToolError("--steps and --round-to must be >= 1")
+    if (args.out / "prune_report.json").exists():
+        raise ToolError(f"--out {args.out}: already holds a finished pruning run; choose another --out")
+
+
+def fine_tune_args(args, out: Path, epochs: int) -> argparse.Namespace:
+    fit = fit_args_parser().parse_args([
+        "--dataset", args.dataset, "--out", str(out), "--img-size", *map(str, args.input_size),
+        "--epochs", str(epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+        "--warmup-iters", "0", "--workers", str(args.workers), "--device", args.device, "--seed", str(args.seed),
+        "--scale-range", "0.75", "1.5",
+    ])
+    fit.data_path = args.data_path
+    fit.resume = (out / "last.pt").exists()  # a re-run continues an interrupted fine-tuning phase
+    return fit
+
+
+def main(args: argparse.Namespace) -> int:
+    check_args(args)
+    device = select_device(args.device)
+    original, ckpt = load_model(args.ckpt)
+    meta = ckpt["meta"]
+    args.input_size = tuple(args.img_size or meta.get("input_size") or ())
+    if len(args.input_size) != 2:
+        raise ToolError(f"{args.ckpt}: meta has no input_size; pass --img-size H W")
+    if args.importance == "bn" and ckpt["arch"].get("norm") != "bn":
+        raise ToolError("--importance bn needs a BatchNorm model; this one uses " + str(ckpt["arch"].get("norm")))
+    val_set = build_dataset(args.dataset, args.data_path, "val", EvalTransform(args.input_size))
+    val_loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers,
+                            collate_fn=collate_keep_sizes)
+    train_eval = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
+    taylor_batches = list(DataLoader(train_eval, batch_size=args.batch_size, shuffle=True,
+                                     generator=torch.Generator().manual_seed(args.seed),
+                                     collate_fn=collate_keep_sizes))[: args.taylor_batches]
+    taylor_batches = [(images, F.interpolate(masks[:, None].float(), size=args.input_size, mode="nearest")[:, 0].long())
+                      for images, masks in taylor_batches]
+
+    print("measuring (val road IoU; onnxruntime CPU latency, model only):", file=sys.stderr)
+    report = {"ckpt": str(args.ckpt), "parent_sha256": file_sha256(args.ckpt), "settings": {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report["original"] = measure(original, "original", args, val_loader, device)
+    teacher = copy.deepcopy(original).cpu()
+    loss_fn = make_distill_loss(teacher, args.distill, args.distill_weight, args.temperature) \
+        if args.distill != "none" else None
+
+    def prune(model, ratio):
+        return prune_once(model, ratio, args.importance, args.scope, args.round_to, args.input_size,
+                          taylor_batches, args.seed)
+    prune.round_to = args.round_to
+
+    def macs(model):
+        return count_params_and_macs(model, args.input_size)["gmacs"]
+
+    def latency(model):
+        return onnx_latency(onnx_bytes(model, args.input_size), args.input_size, threads=args.threads,
+                            warmup=args.warmup, runs=args.runs)["p50_ms"]
+
+    model = copy.deepcopy(original).cpu()
+    start_macs, start_latency = report["original"]["gmacs"], report["original"]["latency"]["p50_ms"]
+    pruned_meta = {"stage": "pruned", "parent_sha256": report["parent_sha256"],
+                   "pruning": {k: report["settings"][k] for k in (
+                       "importance", "scope", "round_to", "steps", "ratio", "target_macs", "target_latency_ms",
+                       "distill")}}
+    report["steps"] = []
+    for step in range(1, args.steps + 1):
+        fraction = step / args.steps
+        if args.ratio is not None:
+            kept_before, kept_now = 1 - args.ratio * (step - 1) / args.steps, 1 - args.ratio * fraction
+            model, ratio, value = prune(model, 1 - kept_now / kept_before), 1 - kept_now / kept_before, None
+        elif args.target_macs is not None:
+            target = start_macs * (args.target_macs / start_macs) ** fraction
+            model, ratio, value = prune_to_target(model, macs, target, "GMACs", prune)
+        else:
+            target = start_latency * (args.target_latency_ms / start_latency) ** fraction
+            model, ratio, value = prune_to_target(model, latency, target, "latency ms", prune, search_steps=6)
+        record = {"step": step, "ratio_of_current": ratio, "measured": value, "gmacs": macs(model)}
+        print(f"step {step}/{args.steps}: pruned {ratio:.1%} of the remaining channels -> "
+              f"{record['gmacs']:.3f} GMACs", file=sys.stderr)
+        last = step == args.steps
+        if last:
+            report["pruned"] = measure(model, "pruned (no fine-tune)", args, val_loader, device)
+        epochs = args.final_epochs if last else args.epochs_per_step
+        if epochs > 0:
+            out = args.out if last else args.out / f"step{step}"
+            train_report, model = run_training(fine_tune_args(args, out, epochs), model, loss_fn, pruned_meta)
+            model = model.cpu()
+            record["fine_tune_best_val"] = train_report["best_val"]
+            if last:  # ship the best fine-tuned epoch
+                model, _ = load_model(args.out / "best.pt")
+        elif last:  # no fine-tuning asked for: ship the pruned network as it is
+            ckpt_meta = {**meta, **pruned_meta, "input_size": list(args.input_size),
+                         "metrics": {"val": report["pruned"]["val"]}}
+            save_checkpoint(args.out / "best.pt", make_checkpoint(model, ckpt_meta))
+        report["steps"].append(record)
+    report["finetuned"] = measure(model, "pruned + fine-tuned", args, val_loader, device)
+    o, f = report["original"], report["finetuned"]
+    report["summary"] = {"macs_ratio": f["gmacs"] / o["gmacs"], "params_ratio": f["params"] / o["params"],
+                         "latency_speedup": o["latency"]["p50_ms"] / f["latency"]["p50_ms"],
+                         "road_iou_drop_points": 100 * (o["val"]["road_iou"] - f["val"]["road_iou"])}
+    atomic_write_json(args.out / "prune_report.json", report)
+    save_report_figure(args.out / "prune_report.png", report)
+    if args.json:
+        atomic_write_json(args.json, report)
+    s = report["summary"]
+    print(f"{'model':<22}{'params':>12}{'GMACs':>9}{'p50 ms':>9}{'road IoU':>10}")
+    for row in (report["original"], report["pruned"], f):
+        print(f"{row['name']:<22}{row['params']:>12,}{row['gmacs']:>9.3f}{row['latency']['p50_ms']:>9.2f}"
+              f"{100 * row['val']['road_iou']:>10.2f}")
+    print(f"MACs x{s['macs_ratio']:.3f}, onnxruntime speed-up x{s['latency_speedup']:.2f}, "
+          f"road IoU drop {s['road_iou_drop_points']:+.2f} points; checkpoint {args.out / 'best.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())

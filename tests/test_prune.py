@@ -1,0 +1,127 @@
+"""compress/prune.py: DepGraph pruning keeps the network consistent, hits its targets, and its
+checkpoints rebuild anywhere without torch_pruning."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from compress.prune import all_widths, make_distill_loss, prune_once, prune_to_target
+from models.checkpoint import load_model
+from models.complexity import count_params_and_macs
+from models.unet import UNet
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
+
+SIZE = (64, 96)
+
+
+@pytest.fixture
+def base16():
+    """A base-16 U-Net whose norm scales vary like a trained one's (fresh BN scales are all 1)."""
+    torch.manual_seed(0)
+    model = UNet.from_base_width(16, depth=3).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.2, 1.5)
+    return model
+
+
+def widths(model):
+    return [w for _, w in all_widths(model.arch())]
+
+
+@pytest.mark.parametrize("importance", ["l2", "l1", "bn", "random", "taylor"])
+def test_pruning_keeps_shape_rounds_widths_and_spares_the_head(base16, importance):
+    images = torch.randn(2, 3, *SIZE)
+    batches = [(images, (images[:, 0] > 0).long())]
+    pruned = prune_once(copy.deepcopy(base16), 0.4, importance, "global", 8, SIZE, batches)
+    assert pruned(images).shape == (2, 2, *SIZE)
+    assert all(w % 8 == 0 for w in widths(pruned)), widths(pruned)
+    assert sum(widths(pruned)) < sum(widths(base16))
+    assert pruned.outc.out_channels == 2
+
+
+def test_uniform_ratio_lowers_macs_quadratically(base16):
+    before = count_params_and_macs(base16, SIZE)["macs"]
+    pruned = prune_once(copy.deepcopy(base16), 0.5, "l2", "uniform", 8, SIZE)
+    after = count_params_and_macs(pruned, SIZE)["macs"]
+    # every conv keeps half its inputs and half its outputs (first input and head aside): ~1/4
+    assert 0.22 < after / before < 0.32
+    assert widths(pruned) == [w // 2 for w in widths(base16)]
+
+
+def test_target_macs_lands_within_five_percent_under(base16):
+    def macs(model):
+        return count_params_and_macs(model, SIZE)["gmacs"]
+
+    def prune(model, ratio):
+        return prune_once(model, ratio, "l2", "global", 8, SIZE)
+
+    start = macs(base16)
+    for fraction in (0.6, 0.35):
+        target = start * fraction
+        model, _, value = prune_to_target(copy.deepcopy(base16), macs, target, "GMACs", prune)
+        assert value == pytest.approx(macs(model))
+        assert 0.95 * target <= value <= target
+
+
+def test_pruned_model_rebuilds_with_identical_outputs_without_torch_pruning(base16, tmp_path):
+    from models.checkpoint import make_checkpoint, save_checkpoint
+
+    pruned = prune_once(copy.deepcopy(base16), 0.5, "l2", "global", 8, SIZE)
+    path = save_checkpoint(tmp_path / "best.pt", make_checkpoint(pruned, {"stage": "pruned", "input_size": list(SIZE)}))
+    images = torch.randn(1, 3, *SIZE)
+    torch.save(images, tmp_path / "x.pt")
+    torch.save(pruned(images).detach(), tmp_path / "y.pt")
+    code = (
+        "import sys, torch\n"
+        "from models.checkpoint import load_model\n"
+        f"model, _ = load_model({str(path)!r})\n"
+        f"y = model(torch.load({str(tmp_path / 'x.pt')!r}))\n"
+        f"assert torch.equal(y, torch.load({str(tmp_path / 'y.pt')!r})), 'outputs differ'\n"
+        "assert 'torch_pruning' not in sys.modules, 'torch_pruning was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_distillation_term_vanishes_when_student_equals_teacher(base16):
+    images = torch.randn(2, 3, *SIZE)
+    masks = torch.randint(0, 2, (2, *SIZE))
+    for kind in ("kl", "mse"):
+        _, _, term = make_distill_loss(copy.deepcopy(base16), kind, 1.0, 2.0)(base16, images, masks)
+        assert abs(float(term.detach())) < 1e-6
+        other = UNet.from_base_width(16, depth=3).eval()
+        _, _, term = make_distill_loss(copy.deepcopy(base16), kind, 1.0, 2.0)(other, images, masks)
+        assert float(term.detach()) > 1e-4
+
+
+def test_prune_cli_end_to_end_and_errors(synthetic_root, tmp_path):
+    assert run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "16", "--depth", "2",
+                      "--img-size", "32", "64").returncode == 0
+    common = ("--ckpt", tmp_path / "init.pt", "--dataset", "synthetic", "--data-path", synthetic_root,
+              "--workers", "0", "--threads", "1", "--runs", "3", "--warmup", "1", "--batch-size", "2")
+    result = run_script("compress/prune.py", *common, "--out", tmp_path / "pruned", "--ratio", "0.5",
+                        "--final-epochs", "1", "--distill", "kl", "--json", tmp_path / "report.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report) >= {"original", "pruned", "finetuned", "summary", "steps"}
+    assert report["finetuned"]["gmacs"] < 0.4 * report["original"]["gmacs"]
+    assert report["finetuned"]["latency"]["runs"] == 3 and report["finetuned"]["latency"]["p50_ms"] > 0
+    model, ckpt = load_model(tmp_path / "pruned" / "best.pt")
+    assert ckpt["meta"]["stage"] == "pruned" and len(ckpt["meta"]["parent_sha256"]) == 64
+    assert ckpt["arch"] == report["finetuned"]["arch"]
+    assert (tmp_path / "pruned" / "prune_report.png").read_bytes()[:4] == b"\x89PNG"
+
+    impossible = run_script("compress/prune.py", *common, "--out", tmp_path / "p2", "--target-macs", "0.0001")
+    assert_one_line_error(impossible, "out of reach", "--round-to 8")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    not_ours = run_script("compress/prune.py", "--ckpt", foreign, "--out", tmp_path / "p3", "--ratio", "0.5")
+    assert_one_line_error(not_ours, str(foreign), "not a roadseg-checkpoint")
