@@ -57,6 +57,7 @@ def onnx_latency(model: str | os.PathLike | bytes, input_size: tuple[int, int], 
         session.run(None, {name: image})
         times.append(time.perf_counter() - start)
     return {"covers": "model only (session.run on a preprocessed tensor)", "backend": "onnxruntime",
-            "provider": session.get_providers()[0], "threads": threads or os.cpu_count(),
+            "provider": session.get_providers()[0],
+            "threads": threads or "onnxruntime default (one per physical core)",
             "precision": "as stored in the model", "input_size": list(input_size), "batch": batch,
             "warmup": warmup, "runs": runs, "cpu": cpu_model(), **percentiles_ms(times)}

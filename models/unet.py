@@ -192,10 +192,11 @@ class UNet(nn.Module):
 
     def check_input_size(self, height: int, width: int) -> None:
         multiple = 2**self.depth
-        if height % multiple or width % multiple:
+        if height < multiple or width < multiple or height % multiple or width % multiple:
             raise ValueError(
                 f"input size {height}x{width} is not a multiple of {multiple} (2**depth, depth={self.depth}); "
-                f"resize or crop the input, e.g. to {height // multiple * multiple}x{width // multiple * multiple}"
+                f"resize or crop the input, e.g. to {max(height // multiple, 1) * multiple}x"
+                f"{max(width // multiple, 1) * multiple}"
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

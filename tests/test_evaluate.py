@@ -8,10 +8,14 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from models.checkpoint import load_model, save_checkpoint
+from models.unet import UNet
 from tests.conftest import assert_one_line_error, run_script, shared_data
 from train.dataset_layouts import find_samples, read_label_ids
-from train.evaluate import evaluate_prediction_folder
+from train.evaluate import evaluate, evaluate_prediction_folder
+from train.paired_transforms import EvalTransform
 from train.road_datasets import build_dataset
 
 
@@ -78,6 +82,15 @@ def test_checkpoint_and_saved_predictions_agree(synthetic_root, tmp_path):
     result = run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "4", "--depth", "3",
                         "--img-size", "32", "64")
     assert result.returncode == 0, result.stderr
+    # An untrained head predicts one class everywhere; bias it to the median logit gap so that
+    # the predictions (and so their order across frames) actually vary.
+    model, ckpt = load_model(tmp_path / "init.pt")
+    dataset = build_dataset("synthetic", synthetic_root, "val", EvalTransform((32, 64)))
+    with torch.no_grad():
+        logits = model(torch.stack([dataset[i][0] for i in range(len(dataset))]))
+        model.outc.bias[1] += (logits[:, 0] - logits[:, 1]).median()
+    ckpt["state_dict"] = model.state_dict()
+    save_checkpoint(tmp_path / "init.pt", ckpt)
     common = ("--dataset", "synthetic", "--data-path", synthetic_root, "--split", "val")
     result = run_script("train/evaluate.py", "--ckpt", tmp_path / "init.pt", *common, "--workers", "0",
                         "--per-image", "--save-pred", tmp_path / "pred", "--json", tmp_path / "ckpt.json")
@@ -93,7 +106,19 @@ def test_checkpoint_and_saved_predictions_agree(synthetic_root, tmp_path):
     labelled = sum(int((dataset.load_mask(s) != 255).sum()) for s in dataset.samples)
     assert np.sum(from_ckpt["confusion_matrix"]) == labelled
     assert len(from_ckpt["per_image"]) == len(dataset)
+    assert min(np.sum(from_ckpt["confusion_matrix"], axis=0)) > 0  # both classes predicted
     assert all(0.0 <= row["pixel_acc"] <= 1.0 for row in from_ckpt["per_image"])
+
+
+def test_mixed_size_batches_resize_each_prediction_to_its_own_label():
+    torch.manual_seed(0)
+    model = UNet.from_base_width(4, depth=2).eval()
+    images = torch.randn(2, 3, 16, 32)
+    masks = [torch.randint(0, 2, (24, 40)), torch.randint(0, 2, (16, 32))]
+    mixed, _ = evaluate(model, [(images, masks)], torch.device("cpu"), progress=False)
+    separate = sum(evaluate(model, [(images[i: i + 1], masks[i][None])], torch.device("cpu"), progress=False)[0]
+                   for i in range(2))
+    assert np.array_equal(mixed, separate) and mixed.sum() == 24 * 40 + 16 * 32
 
 
 def test_prediction_folder_errors_are_one_line(synthetic_root, tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from models.unet import UNet
 from train.distributed import World
-from train.engine import StepContext, make_scheduler, train_one_epoch
+from train.engine import NonFiniteLossError, StepContext, make_scheduler, train_one_epoch
 from train.fit import amp_dtype_for
 from train.paired_transforms import to_tv_tensors, train_transform
 from train.sampling import EpochBatchSampler, KeyedAugmentation
@@ -83,6 +83,26 @@ def test_schedule_warms_up_then_decays_to_zero():
         assert lrs[-1] < 0.05
         optimizer.param_groups[0]["lr"] = 1.0
         optimizer.param_groups[0]["initial_lr"] = 1.0
+
+
+def test_non_finite_extra_loss_term_stops_training_before_the_step():
+    model = UNet.from_base_width(4, depth=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images, masks = torch.randn(2, 3, 16, 16), torch.randint(0, 2, (2, 16, 16))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def nan_distillation(model, images, masks):
+        from train.losses import cross_entropy_sum
+
+        return cross_entropy_sum(model(images), masks), (masks != 255).sum(), torch.tensor(float("nan"))
+
+    ctx = StepContext(torch.device("cpu"), World(), progress=False)
+    with pytest.raises(NonFiniteLossError, match="iteration 7"):
+        train_one_epoch(model, [(images, masks)], optimizer, make_scheduler(optimizer, 10, 0),
+                        torch.amp.GradScaler("cpu", enabled=False), ctx, epoch=0, first_step=7,
+                        loss_fn=nan_distillation)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
 
 
 def test_amp_is_off_on_cpu_and_chosen_on_cuda():

@@ -33,6 +33,8 @@ def test_input_not_multiple_of_two_to_the_depth_is_refused_clearly():
     model = UNet.from_base_width(8, depth=4)
     with pytest.raises(ValueError, match=r"not a multiple of 16"):
         model(torch.randn(1, 3, 40, 64))
+    with pytest.raises(ValueError, match=r"not a multiple of 16"):
+        model.check_input_size(0, 0)
 
 
 def test_arch_reads_widths_from_live_layers_and_rebuilds_uneven_network_exactly():

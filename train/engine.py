@@ -79,9 +79,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx: StepContex
                 extra = ctx.dice_weight * road_dice_loss(logits, masks) if ctx.dice_weight else 0.0
             else:
                 ce_sum, valid, extra = loss_fn(model, images, masks)
-        # One collective per step: the global valid-pixel count and whether any rank diverged.
-        stats = all_reduce_sum(torch.stack([valid.detach().double(),
-                                            (~torch.isfinite(ce_sum.detach())).double()]))
+        # One collective per step: the global valid-pixel count, whether any rank's loss (CE or the
+        # extra term) diverged, and the global CE sum for logging.
+        extra_value = torch.as_tensor(extra, dtype=torch.float64, device=ce_sum.device).detach()
+        finite = torch.isfinite(ce_sum.detach()) & torch.isfinite(extra_value)
+        stats = all_reduce_sum(torch.stack([valid.detach().double(), (~finite).double(),
+                                            ce_sum.detach().double()]))
         if stats[1] > 0:
             raise NonFiniteLossError(f"loss became non-finite at iteration {step} (epoch {epoch}); "
                                      "stopped, the last good checkpoint is kept (try a lower --lr)")
@@ -94,7 +97,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx: StepContex
         step += 1
         batches += 1
         images_seen += images.shape[0] * ctx.world.size
-        loss_total += float(loss.detach())
+        # the global mean CE (what one process with the global batch reports) + this rank's extra term
+        loss_total += float(stats[2] / stats[0].clamp(min=1.0)) + float(extra_value)
         rate = images_seen / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix(loss=f"{loss_total / batches:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                         img_s=f"{rate:.1f}")

@@ -44,7 +44,7 @@ from train import distributed
 from train.engine import StepContext, make_scheduler, train_one_epoch
 from train.evaluate import evaluate, select_device
 from train.paired_transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, train_transform
-from train.road_datasets import build_dataset, collate_keep_sizes
+from train.road_datasets import DEFAULT_SYNTHETIC_PATH, build_dataset, collate_keep_sizes, ensure_synthetic
 from train.road_labels import DATASETS, ROAD
 from train.road_metrics import format_table, road_metrics
 from train.sampling import EpochBatchSampler, KeyedAugmentation
@@ -108,6 +108,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise ToolError(f"--scale-range {args.scale_range}: expected 0 < MIN <= MAX")
     if args.lr <= 0:
         raise ToolError(f"--lr {args.lr}: expected > 0")
+    for name in ("workers", "seed", "save_every"):
+        if getattr(args, name) < 0:
+            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
 
 
 def amp_dtype_for(device: torch.device, amp: str) -> torch.dtype | None:
@@ -119,8 +122,9 @@ def amp_dtype_for(device: torch.device, amp: str) -> torch.dtype | None:
 
 
 def rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "numpy": np.random.get_state()[1].tolist()}
+             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -129,7 +133,8 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), 624, 0, 0.0))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -198,6 +203,11 @@ class Trainer:
             raise ToolError(f"--img-size: {err}") from None
         self.complexity = count_params_and_macs(self.model, size)
 
+        if args.dataset == "synthetic" and args.data_path is None:
+            # one process generates the default set, the others wait for it
+            if self.world.is_main:
+                ensure_synthetic(DEFAULT_SYNTHETIC_PATH)
+            distributed.barrier()
         train_base = build_dataset(args.dataset, args.data_path, args.train_split)
         self.val_set = build_dataset(args.dataset, args.data_path, args.val_split, EvalTransform(size))
         augment = train_transform(size, scale_range=tuple(args.scale_range))
@@ -251,7 +261,8 @@ class Trainer:
 
     def resume(self) -> None:
         path = self.args.out / "last.pt"
-        ckpt = load_checkpoint(path, map_location=self.device)
+        # CPU: RNG states must stay CPU byte tensors; load_state_dict moves weights where they belong
+        ckpt = load_checkpoint(path, map_location="cpu")
         if "train_state" not in ckpt:
             raise CheckpointError(f"{path}: has no training state to resume from")
         if ckpt["arch"] != self.model.arch():
@@ -274,6 +285,9 @@ class Trainer:
 
     # loop -----------------------------------------------------------------------------------------
     def validate(self) -> dict:
+        # Under DDP each process updated its own BatchNorm running statistics; validate (and
+        # save) rank 0's on every rank so the summed confusion matrix is of one model.
+        distributed.broadcast_buffers(self.model)
         indices = range(self.world.rank, len(self.val_set), self.world.size)  # no padding: exact counts
         loader = DataLoader(Subset(self.val_set, indices), batch_size=self.args.batch_size,
                             num_workers=self.args.workers, collate_fn=collate_keep_sizes,
@@ -316,22 +330,26 @@ class Trainer:
                 self.checkpoint_epoch(record)
                 self.log(record, writer)
         elapsed = time.perf_counter() - start_time
+        if self.world.is_main and self.history:  # also after a resume that had nothing left to do
+            self.write_logs()
         if writer is not None:
             writer.close()
         return self.finish(elapsed)
 
     def checkpoint_epoch(self, record: dict) -> None:
-        out = self.args.out
         val = record.get("val")
         # best.pt before last.pt: if killed in between, resuming redoes this epoch and rewrites best.pt
         if val and val["road_iou"] > self.best_iou:
             self.best_iou = val["road_iou"]
             self.save("best.pt", {"val": val, "epoch": record["epoch"]}, with_state=False)
         self.save("last.pt", {"val": val, "epoch": record["epoch"]} if val else {}, with_state=True)
+        self.write_logs()
+
+    def write_logs(self) -> None:
         # metrics.jsonl is rewritten from the history held in last.pt, so the two never disagree
         text = "".join(json.dumps(h) + "\n" for h in self.history)
-        atomic_write_bytes(out / "metrics.jsonl", text.encode())
-        save_curves(out / "curves.png", self.history)
+        atomic_write_bytes(self.args.out / "metrics.jsonl", text.encode())
+        save_curves(self.args.out / "curves.png", self.history)
 
     def log(self, record: dict, writer) -> None:
         val = record.get("val")

@@ -48,10 +48,23 @@ class RoadDataset(Dataset):
 
 
 def ensure_synthetic(path: Path) -> Path:
-    if not (path / "leftImg8bit").is_dir():
-        from train.make_synthetic import write_dataset
+    """Generate the default synthetic set at ``path`` unless it is there. It is written into a
+    temporary sibling folder and renamed into place, so an interrupted generation never leaves a
+    partial dataset that later runs would silently use."""
+    if (path / "leftImg8bit").is_dir():
+        return path
+    import shutil
+    import tempfile
 
-        write_dataset(path, **DEFAULT_SYNTHETIC_FRAMES)
+    from train.make_synthetic import write_dataset
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write_dataset(staging, **DEFAULT_SYNTHETIC_FRAMES)
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
