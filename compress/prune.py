@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import itertools
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from models.checkpoint import file_sha256, load_model, make_checkpoint, save_che
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
+from models.unet import GN_MAX_GROUPS
 from train.evaluate import evaluate, select_device
 from train.fit import get_args_parser as fit_args_parser
 from train.fit import run_training
@@ -61,8 +64,9 @@ def make_importance(name: str):
 
 
 def accumulate_taylor_gradients(model: torch.nn.Module, batches: list) -> None:
+    # eval mode: gradients flow, but BatchNorm running statistics stay those of the trained model
     model.zero_grad(set_to_none=True)
-    model.train()
+    model.eval()
     for images, masks in batches:
         valid = (masks != IGNORE).sum().clamp(min=1)
         (cross_entropy_sum(model(images), masks) / valid).backward()
@@ -85,6 +89,10 @@ def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str
                                   max_pruning_ratio=MAX_RATIO, ignored_layers=[model.outc], round_to=round_to)
     pruner.step()
     model.zero_grad(set_to_none=True)
+    for module in model.modules():
+        if isinstance(module, torch.nn.GroupNorm):
+            # the checkpoint's arch derives groups from the width; make the live model agree
+            module.num_groups = math.gcd(module.num_channels, GN_MAX_GROUPS)
     return model
 
 
@@ -95,13 +103,20 @@ def prune_to_target(model, measure, target: float, what: str, prune, search_step
     the groups that ``round_to`` would empty. So first scan up for the most-pruned ratio (the
     search's ceiling), then bisect below it.
     """
-    ceiling, floor_model, floor_value = 0.0, model, measure(model)
+    start_value = measure(model)
+    if start_value <= target:
+        raise ToolError(f"target {what} {target:.4g}: the model already measures {start_value:.4g}; "
+                        "nothing to prune")
+    ceiling, floor_model, floor_value, misses = 0.0, model, start_value, 0
     for ratio in (0.3, 0.5, 0.65, 0.75, 0.85, MAX_RATIO):
         candidate = prune(copy.deepcopy(model), ratio)
         value = measure(candidate)
-        if value >= floor_value:
-            break
-        ceiling, floor_model, floor_value = ratio, candidate, value
+        if value < floor_value:
+            ceiling, floor_model, floor_value, misses = ratio, candidate, value, 0
+        else:
+            misses += 1  # a noisy measurement or a group round_to left alone; stop after two
+            if misses == 2:
+                break
     if floor_value > target:
         raise ToolError(f"target {what} {target:.4g} is out of reach: the most this model prunes to "
                         f"(with --round-to {getattr(prune, 'round_to', '')}) is {floor_value:.4g}".replace(
@@ -236,10 +251,28 @@ def check_args(args) -> None:
     for name in ("target_macs", "target_latency_ms"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise ToolError(f"--{name.replace('_', '-')}: expected > 0")
-    if args.steps < 1 or args.round_to < 1:
-        raise ToolError("--steps and --round-to must be >= 1")
+    for name in ("steps", "round_to", "runs", "taylor_batches", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
+    for name in ("warmup", "workers", "threads", "epochs_per_step", "final_epochs", "seed"):
+        if getattr(args, name) < 0:
+            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
     if (args.out / "prune_report.json").exists():
         raise ToolError(f"--out {args.out}: already holds a finished pruning run; choose another --out")
+
+
+def load_taylor_batches(args) -> list:
+    """A few training batches at the model's input size (labels resized with nearest)."""
+    dataset = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_keep_sizes,
+                        generator=torch.Generator().manual_seed(args.seed))
+    batches = []
+    for images, masks in itertools.islice(loader, args.taylor_batches):
+        masks = list(masks) if isinstance(masks, list) else list(masks.unbind(0))
+        resized = [F.interpolate(m[None, None].float(), size=args.input_size, mode="nearest")[0, 0].long()
+                   for m in masks]
+        batches.append((images, torch.stack(resized)))
+    return batches
 
 
 def fine_tune_args(args, out: Path, epochs: int) -> argparse.Namespace:
@@ -267,12 +300,7 @@ def main(args: argparse.Namespace) -> int:
     val_set = build_dataset(args.dataset, args.data_path, "val", EvalTransform(args.input_size))
     val_loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers,
                             collate_fn=collate_keep_sizes)
-    train_eval = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
-    taylor_batches = list(DataLoader(train_eval, batch_size=args.batch_size, shuffle=True,
-                                     generator=torch.Generator().manual_seed(args.seed),
-                                     collate_fn=collate_keep_sizes))[: args.taylor_batches]
-    taylor_batches = [(images, F.interpolate(masks[:, None].float(), size=args.input_size, mode="nearest")[:, 0].long())
-                      for images, masks in taylor_batches]
+    taylor_batches = load_taylor_batches(args) if args.importance == "taylor" else None
 
     print("measuring (val road IoU; onnxruntime CPU latency, model only):", file=sys.stderr)
     report = {"ckpt": str(args.ckpt), "parent_sha256": file_sha256(args.ckpt), "settings": {
@@ -327,8 +355,10 @@ def main(args: argparse.Namespace) -> int:
             if last:  # ship the best fine-tuned epoch
                 model, _ = load_model(args.out / "best.pt")
         elif last:  # no fine-tuning asked for: ship the pruned network as it is
-            ckpt_meta = {**meta, **pruned_meta, "input_size": list(args.input_size),
-                         "metrics": {"val": report["pruned"]["val"]}}
+            inherited = {k: meta[k] for k in ("dataset", "mean", "std", "road_label") if k in meta}
+            ckpt_meta = {**inherited, **pruned_meta, "input_size": list(args.input_size),
+                         "metrics": {"val": report["pruned"]["val"]},
+                         "complexity": count_params_and_macs(model, args.input_size)}
             save_checkpoint(args.out / "best.pt", make_checkpoint(model, ckpt_meta))
         report["steps"].append(record)
     report["finetuned"] = measure(model, "pruned + fine-tuned", args, val_loader, device)
