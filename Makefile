@@ -32,6 +32,9 @@ demo: $(STAMP)
 	echo "== evaluate the best checkpoint on the synthetic val split"; \
 	$(PY) train/evaluate.py --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
 		--split val --json $(DEMO_RUN)/full/val_report.json; \
+	echo "== prune half the channels (torch-pruning), fine-tune briefly with distillation"; \
+	$(PY) compress/prune.py --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
+		--out $(DEMO_RUN)/pruned --ratio 0.5 --final-epochs 3 --distill kl --lr 1e-3 --threads 2; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s; reports under $(DEMO_RUN)/"
 
 test: $(STAMP)

@@ -70,6 +70,23 @@ def test_target_macs_lands_within_five_percent_under(base16):
         assert 0.95 * target <= value <= target
 
 
+def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
+    from deploy.latency import onnx_latency
+    from export.onnx_export import onnx_bytes
+
+    def latency(model):
+        return onnx_latency(onnx_bytes(model, SIZE), SIZE, threads=1, warmup=2, runs=7)["p50_ms"]
+
+    def prune(model, ratio):
+        return prune_once(model, ratio, "l2", "global", 8, SIZE)
+
+    start = latency(base16)
+    model, ratio, value = prune_to_target(copy.deepcopy(base16), latency, 0.7 * start, "latency ms", prune,
+                                          search_steps=4)
+    assert value <= 0.7 * start and ratio > 0
+    assert count_params_and_macs(model, SIZE)["macs"] < count_params_and_macs(base16, SIZE)["macs"]
+
+
 def test_pruned_model_rebuilds_with_identical_outputs_without_torch_pruning(base16, tmp_path):
     from models.checkpoint import make_checkpoint, save_checkpoint
 
