@@ -73,9 +73,19 @@ def accumulate_taylor_gradients(model: torch.nn.Module, batches: list) -> None:
         (cross_entropy_sum(model(images), masks) / valid).backward()
 
 
+def head_input_conv(model: torch.nn.Module) -> torch.nn.Module:
+    """The convolution whose output enters the 1x1 head."""
+    conv = model.ups[-1].block.conv2.conv
+    return conv[1] if isinstance(conv, torch.nn.Sequential) else conv
+
+
 def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str, round_to: int,
-               input_size: tuple[int, int], taylor_batches: list | None = None, seed: int = 0) -> torch.nn.Module:
-    """Prune ``ratio`` of the channels of ``model`` (relative to its current widths), in place."""
+               input_size: tuple[int, int], taylor_batches: list | None = None, seed: int = 0,
+               keep_head_input: bool = False) -> torch.nn.Module:
+    """Prune ``ratio`` of the channels of ``model`` (relative to its current widths), in place.
+
+    The head's outputs are never pruned; ``keep_head_input`` also keeps the width of the features
+    entering it (feature distillation compares them with the unpruned model's)."""
     import torch_pruning as tp
 
     if ratio <= 0:
@@ -87,7 +97,8 @@ def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str
     example = torch.zeros(1, model.in_channels, *input_size)
     pruner = tp.pruner.BasePruner(model, example, importance=make_importance(importance),
                                   global_pruning=scope == "global", pruning_ratio=ratio,
-                                  max_pruning_ratio=MAX_RATIO, ignored_layers=[model.outc], round_to=round_to)
+                                  max_pruning_ratio=MAX_RATIO, round_to=round_to,
+                                  ignored_layers=[model.outc] + ([head_input_conv(model)] if keep_head_input else []))
     pruner.step()
     model.zero_grad(set_to_none=True)
     for module in model.modules():
@@ -170,23 +181,40 @@ def interleaved_latency(models: dict, args, rounds: int = 3) -> dict:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def logits_and_head_input(model: torch.nn.Module, images: torch.Tensor):
+    """The logits and the features entering the 1x1 head (pruning with ``keep_head_input`` keeps
+    their width equal to the unpruned model's, so no adapter is needed)."""
+    core = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    captured = {}
+    handle = core.outc.register_forward_hook(lambda _module, inputs, _output: captured.update(x=inputs[0]))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    return logits, captured["x"]
+
+
 def make_distill_loss(teacher: torch.nn.Module, kind: str, weight: float, temperature: float):
-    """CE on labels plus ``weight`` x (KL on softened logits | MSE on logits) toward the unpruned model."""
+    """CE on labels plus ``weight`` x (KL on softened logits | MSE on the head's input features)
+    toward the unpruned model."""
     teacher = teacher.eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
 
     def loss_fn(model, images, masks):
-        logits = model(images)
         teacher.to(images.device)
-        with torch.no_grad():
-            target = teacher(images).float()
         if kind == "kl":
+            logits = model(images)
+            with torch.no_grad():
+                target = teacher(images).float()
             log_student = F.log_softmax(logits.float() / temperature, dim=1)
             log_teacher = F.log_softmax(target / temperature, dim=1)
             kd = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1).mean() * temperature**2
         else:
-            kd = F.mse_loss(logits.float(), target)
+            logits, features = logits_and_head_input(model, images)
+            with torch.no_grad():
+                _, target_features = logits_and_head_input(teacher, images)
+            kd = F.mse_loss(features.float(), target_features.float())
         return cross_entropy_sum(logits, masks), (masks != IGNORE).sum(), weight * kd
 
     return loss_fn
@@ -242,7 +270,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--epochs-per-step", type=int, default=2, help="fine-tuning after each step but the last")
     p.add_argument("--final-epochs", type=int, default=5, help="fine-tuning after the last step")
     p.add_argument("--distill", choices=("none", "kl", "mse"), default="none",
-                   help="distil from the unpruned model: KL on softened logits, or MSE on logits")
+                   help="distil from the unpruned model: KL on softened logits, or MSE on the features "
+                        "entering the head (their layer then keeps its width)")
     p.add_argument("--distill-weight", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--taylor-batches", type=int, default=4)
@@ -325,7 +354,7 @@ def main(args: argparse.Namespace) -> int:
 
     def prune(model, ratio):
         return prune_once(model, ratio, args.importance, args.scope, args.round_to, args.input_size,
-                          taylor_batches, args.seed)
+                          taylor_batches, args.seed, keep_head_input=args.distill == "mse")
     prune.round_to = args.round_to
 
     def macs(model):

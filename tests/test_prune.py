@@ -131,6 +131,18 @@ def test_distillation_term_vanishes_when_student_equals_teacher(base16):
         assert float(term.detach()) > 1e-4
 
 
+def test_feature_distillation_works_between_pruned_student_and_unpruned_teacher(base16):
+    student = prune_once(copy.deepcopy(base16), 0.5, "l2", "global", 8, SIZE, keep_head_input=True).train()
+    assert student.outc.in_channels == base16.outc.in_channels
+    assert sum(widths(student)) < sum(widths(base16))
+    images, masks = torch.randn(2, 3, *SIZE), torch.randint(0, 2, (2, *SIZE))
+    ce_sum, valid, term = make_distill_loss(copy.deepcopy(base16), "mse", 1.0, 2.0)(student, images, masks)
+    (ce_sum / valid + term).backward()
+    assert float(term.detach()) > 0
+    assert student.ups[-1].block.conv2.conv.weight.grad.abs().sum() > 0  # the features' layer learns from it
+    assert not student.outc._forward_hooks  # the capture hook is removed again
+
+
 def test_prune_cli_end_to_end_and_errors(synthetic_root, tmp_path):
     assert run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "16", "--depth", "2",
                       "--img-size", "32", "64").returncode == 0
