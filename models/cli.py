@@ -22,9 +22,8 @@ def one_line(err: BaseException) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
-    last = lines[-1] if len(lines) > 1 else lines[0]
     prefix = f"{type(err).__module__}.{type(err).__name__}: "
-    return last.removeprefix(prefix).removeprefix(f"{type(err).__name__}: ")
+    return lines[-1].removeprefix(prefix).removeprefix(f"{type(err).__name__}: ")
 
 
 def run(main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,

@@ -43,28 +43,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line. Appends of a single short line are atomic enough on POSIX; a torn
-    last line after a crash is skipped by readers (see ``read_jsonl``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as file:
-        file.write(json.dumps(record) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash mid-append
-    return records
-
-
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not supported on every platform/filesystem.
     try:

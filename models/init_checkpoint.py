@@ -13,13 +13,10 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import make_checkpoint, save_checkpoint
+from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD, make_checkpoint, save_checkpoint
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.unet import NORMS, UP_MODES, UNet
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -46,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         raise ToolError(str(err)) from None
     stats = count_params_and_macs(model, tuple(args.img_size))
     meta = {"stage": "init", "parent_sha256": None, "dataset": None, "input_size": list(args.img_size),
-            "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "road_label": 1,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "road_label": 1,
             "metrics": {}, "complexity": stats}
     path = save_checkpoint(args.out / "init.pt", make_checkpoint(model, meta))
     print(f"wrote {path}: {stats['params']:,} parameters, {stats['gmacs']:.2f} GMACs at "

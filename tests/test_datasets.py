@@ -8,9 +8,10 @@ import pytest
 import torch
 from cityscapesscripts.helpers.labels import labels
 
+from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import shared_data
 from train.dataset_layouts import DatasetError, find_samples, read_label_ids
-from train.paired_transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, to_tv_tensors, train_transform
+from train.paired_transforms import EvalTransform, to_tv_tensors, train_transform
 from train.road_datasets import build_dataset
 
 

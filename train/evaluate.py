@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.checkpoint import load_model
+from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_model
 from models.cli import ToolError, run
 from models.fileio import atomic_write_bytes, atomic_write_json
 from train.dataset_layouts import DatasetError, read_label_ids
-from train.paired_transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform
+from train.paired_transforms import EvalTransform
 from train.road_datasets import RoadDataset, build_dataset, collate_keep_sizes
 from train.road_labels import DATASETS, IGNORE, prediction_lut
 from train.road_metrics import confusion_matrix, format_table, road_metrics

@@ -35,7 +35,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from models.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
+from models.checkpoint import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CheckpointError,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
@@ -43,7 +50,7 @@ from models.unet import NORMS, UP_MODES, UNet
 from train import distributed
 from train.engine import StepContext, make_scheduler, train_one_epoch
 from train.evaluate import evaluate, select_device
-from train.paired_transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, train_transform
+from train.paired_transforms import EvalTransform, train_transform
 from train.road_datasets import DEFAULT_SYNTHETIC_PATH, build_dataset, collate_keep_sizes, ensure_synthetic
 from train.road_labels import DATASETS, ROAD
 from train.road_metrics import format_table, road_metrics

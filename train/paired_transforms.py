@@ -13,10 +13,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from train.road_labels import IGNORE
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_tv_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
