@@ -68,26 +68,21 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     per_image_cms, index = ([] if per_image else None), 0
     for images, masks in tqdm(loader, desc="evaluate", disable=None if progress else True, leave=False):
         images = images.to(device, non_blocking=True)
-        masks = [masks] if isinstance(masks, torch.Tensor) else masks
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images)
-        if len(masks) == 1:
-            preds = [logits_to_prediction(logits, tuple(masks[0].shape[-2:]))]
-        else:  # masks of different sizes: resize each prediction separately
+        if isinstance(masks, torch.Tensor):  # one label size: resize the batch at once
+            preds = logits_to_prediction(logits, tuple(masks.shape[-2:]))
+        else:  # labels of different sizes: resize each prediction to its own label
             preds = [logits_to_prediction(logit[None], tuple(mask.shape[-2:]))[0]
                      for logit, mask in zip(logits, masks, strict=True)]
-        for pred, mask in zip(preds, masks, strict=True):
-            mask = mask.to(device, non_blocking=True)
-            pred = pred.reshape(mask.shape)
-            items = zip(pred, mask, strict=True) if pred.dim() == 3 else [(pred, mask)]
-            for item_pred, item_mask in items:
-                cm = confusion_matrix_torch(item_pred, item_mask)
-                total += cm
-                if per_image:
-                    per_image_cms.append(cm.cpu().numpy())
-                if on_prediction is not None:
-                    on_prediction(index, item_pred.to(torch.uint8).cpu().numpy())
-                index += 1
+        for pred, mask in zip(preds, masks, strict=True):  # per image either way
+            cm = confusion_matrix_torch(pred, mask.to(device, non_blocking=True))
+            total += cm
+            if per_image:
+                per_image_cms.append(cm.cpu().numpy())
+            if on_prediction is not None:
+                on_prediction(index, pred.to(torch.uint8).cpu().numpy())
+            index += 1
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
     return total.cpu().numpy(), per_image_cms
