@@ -108,7 +108,8 @@ def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str
     return model
 
 
-def prune_to_target(model, measure, target: float, what: str, prune, search_steps: int = 9):
+def prune_to_target(model, measure, target: float, what: str, prune, search_steps: int = 9,
+                    constraint: str = ""):
     """Smallest ratio whose pruned copy measures <= target; returns (model, ratio, value).
 
     The measure falls with the ratio only up to a point: near the top torch-pruning leaves alone
@@ -130,9 +131,9 @@ def prune_to_target(model, measure, target: float, what: str, prune, search_step
             if misses == 2:
                 break
     if floor_value > target:
-        raise ToolError(f"target {what} {target:.4g} is out of reach: the most this model prunes to "
-                        f"(with --round-to {getattr(prune, 'round_to', '')}) is {floor_value:.4g}".replace(
-                            "--round-to )", "--round-to)"))
+        limit = f" ({constraint})" if constraint else ""
+        raise ToolError(f"target {what} {target:.4g} is out of reach: the most this model prunes to{limit} "
+                        f"is {floor_value:.4g}")
     best = (floor_model, ceiling, floor_value)
     low, high = 0.0, ceiling
     for _ in range(search_steps):
@@ -160,13 +161,18 @@ def measure(model: torch.nn.Module, name: str, args, val_loader, device) -> dict
     model = model.to(device).eval()
     cm, _ = evaluate(model, val_loader, device)
     stats = count_params_and_macs(model.cpu(), args.input_size)
-    latency = onnx_latency(onnx_bytes(model.cpu(), args.input_size), args.input_size, threads=args.threads,
-                           warmup=args.warmup, runs=args.runs)
+    latency = ort_latency(model, args)
     row = {"name": name, "params": stats["params"], "gmacs": stats["gmacs"], "latency": latency,
            "val": road_metrics(cm), "arch": model.arch()}
     print(f"  {name:<22} {stats['params']:>11,} params  {stats['gmacs']:7.3f} GMACs  "
           f"{latency['p50_ms']:8.2f} ms p50  road IoU {100 * row['val']['road_iou']:.2f}", file=sys.stderr)
     return row
+
+
+def ort_latency(model_or_graph, args) -> dict:
+    """onnxruntime CPU latency of a model (or its exported graph) under the run's settings."""
+    graph = model_or_graph if isinstance(model_or_graph, bytes) else onnx_bytes(model_or_graph.cpu(), args.input_size)
+    return onnx_latency(graph, args.input_size, threads=args.threads, warmup=args.warmup, runs=args.runs)
 
 
 def interleaved_latency(models: dict, args, rounds: int = 3) -> dict:
@@ -176,8 +182,7 @@ def interleaved_latency(models: dict, args, rounds: int = 3) -> dict:
     samples = {name: [] for name in graphs}
     for _ in range(rounds):
         for name, graph in graphs.items():
-            samples[name].append(onnx_latency(graph, args.input_size, threads=args.threads, warmup=args.warmup,
-                                              runs=args.runs)["p50_ms"])
+            samples[name].append(ort_latency(graph, args)["p50_ms"])
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -355,7 +360,6 @@ def main(args: argparse.Namespace) -> int:
     def prune(model, ratio):
         return prune_once(model, ratio, args.importance, args.scope, args.round_to, args.input_size,
                           taylor_batches, args.seed, keep_head_input=args.distill == "mse")
-    prune.round_to = args.round_to
 
     def macs(model):
         return count_params_and_macs(model, args.input_size)["gmacs"]
@@ -364,9 +368,9 @@ def main(args: argparse.Namespace) -> int:
         # median of three p50s: bisection keeps whichever candidate timed low, so a single noisy
         # measurement would bias the accepted model toward lucky timings (seen: 9.5 ms -> 12 ms)
         graph = onnx_bytes(model, args.input_size)
-        return statistics.median(onnx_latency(graph, args.input_size, threads=args.threads, warmup=args.warmup,
-                                              runs=args.runs)["p50_ms"] for _ in range(3))
+        return statistics.median(ort_latency(graph, args)["p50_ms"] for _ in range(3))
 
+    constraint = f"with --round-to {args.round_to}"
     model = copy.deepcopy(original).cpu()
     start_macs, start_latency = report["original"]["gmacs"], report["original"]["latency"]["p50_ms"]
     pruned_meta = {"stage": "pruned", "parent_sha256": report["parent_sha256"],
@@ -378,13 +382,15 @@ def main(args: argparse.Namespace) -> int:
         fraction = step / args.steps
         if args.ratio is not None:
             kept_before, kept_now = 1 - args.ratio * (step - 1) / args.steps, 1 - args.ratio * fraction
-            model, ratio, value = prune(model, 1 - kept_now / kept_before), 1 - kept_now / kept_before, None
+            ratio, value = 1 - kept_now / kept_before, None
+            model = prune(model, ratio)
         elif args.target_macs is not None:
             target = start_macs * (args.target_macs / start_macs) ** fraction
-            model, ratio, value = prune_to_target(model, macs, target, "GMACs", prune)
+            model, ratio, value = prune_to_target(model, macs, target, "GMACs", prune, constraint=constraint)
         else:
             target = start_latency * (args.target_latency_ms / start_latency) ** fraction
-            model, ratio, value = prune_to_target(model, latency, target, "latency ms", prune, search_steps=6)
+            model, ratio, value = prune_to_target(model, latency, target, "latency ms", prune, search_steps=6,
+                                                  constraint=constraint)
         record = {"step": step, "ratio_of_current": ratio, "measured": value, "gmacs": macs(model)}
         print(f"step {step}/{args.steps}: pruned {ratio:.1%} of the remaining channels -> "
               f"{record['gmacs']:.3f} GMACs", file=sys.stderr)
