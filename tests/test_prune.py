@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from compress.prune import all_widths, make_distill_loss, prune_once, prune_to_target
+from compress.distillation import make_distill_loss
+from compress.prune import all_widths, prune_once, prune_to_target
 from models.checkpoint import load_model
 from models.complexity import count_params_and_macs
 from models.unet import UNet
