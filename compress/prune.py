@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from compress.distillation import make_distill_loss
+from compress.fine_tuning import fine_tune_args, make_distill_loss
 from deploy.latency import onnx_latency
 from export.onnx_export import onnx_bytes
 from models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
@@ -40,7 +40,6 @@ from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
 from models.unet import GN_MAX_GROUPS
 from train.evaluate import evaluate, select_device
-from train.fit import get_args_parser as fit_args_parser
 from train.fit import run_training
 from train.losses import cross_entropy_sum
 from train.paired_transforms import EvalTransform
@@ -282,18 +281,6 @@ def load_taylor_batches(args) -> list:
                    for m in masks]
         batches.append((images, torch.stack(resized)))
     return batches
-
-
-def fine_tune_args(args, out: Path, epochs: int) -> argparse.Namespace:
-    fit = fit_args_parser().parse_args([
-        "--dataset", args.dataset, "--out", str(out), "--img-size", *map(str, args.input_size),
-        "--epochs", str(epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-        "--warmup-iters", "0", "--workers", str(args.workers), "--device", args.device, "--seed", str(args.seed),
-        "--scale-range", "0.75", "1.5",
-    ])
-    fit.data_path = args.data_path
-    fit.resume = (out / "last.pt").exists()  # a re-run continues an interrupted fine-tuning phase
-    return fit
 
 
 def main(args: argparse.Namespace) -> int:

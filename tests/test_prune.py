@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from compress.distillation import make_distill_loss
+from compress.fine_tuning import make_distill_loss
 from compress.prune import all_widths, prune_once, prune_to_target
 from models.checkpoint import load_model
 from models.complexity import count_params_and_macs

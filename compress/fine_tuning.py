@@ -1,16 +1,20 @@
-"""Distillation losses for fine-tuning a compressed student toward its uncompressed teacher
-(pruning and QAT use the same ones): cross-entropy on the labels plus KL on softened logits, or
-MSE on the features entering the 1x1 head.
+"""Fine-tuning a compressed model (pruning and QAT share it): the training run's arguments, and
+distillation toward the uncompressed teacher (cross-entropy on the labels plus KL on softened
+logits, or MSE on the features entering the 1x1 head).
 
     loss_fn = make_distill_loss(teacher, "kl", weight=1.0, temperature=2.0)
-    run_training(args, student, loss_fn)      # see train.engine.train_one_epoch for the contract
+    run_training(fine_tune_args(args, out, epochs), student, loss_fn)   # train.fit's resumable loop
 """
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
+from train.fit import get_args_parser as fit_args_parser
 from train.losses import cross_entropy_sum
 from train.road_labels import IGNORE
 
@@ -52,3 +56,17 @@ def make_distill_loss(teacher: torch.nn.Module, kind: str, weight: float, temper
         return cross_entropy_sum(logits, masks), (masks != IGNORE).sum(), weight * kd
 
     return loss_fn
+
+
+def fine_tune_args(args, out: Path, epochs: int) -> argparse.Namespace:
+    """train/fit.py arguments for fine-tuning at ``args.input_size`` into ``out`` (mild scale jitter,
+    no warm-up); a re-run resumes an interrupted phase."""
+    fit = fit_args_parser().parse_args([
+        "--dataset", args.dataset, "--out", str(out), "--img-size", *map(str, args.input_size),
+        "--epochs", str(epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+        "--warmup-iters", "0", "--workers", str(args.workers), "--device", args.device, "--seed", str(args.seed),
+        "--scale-range", "0.75", "1.5",
+    ])
+    fit.data_path = args.data_path
+    fit.resume = (out / "last.pt").exists()
+    return fit
