@@ -6,7 +6,8 @@ A checkpoint is plain data that loads with ``torch.load(path, weights_only=True)
      "arch": {"name": "unet", ...every width...},   # enough to rebuild without the creating code
      "state_dict": {...},
      "meta": {"stage": ..., "parent_sha256": ..., "dataset": ..., "input_size": [H, W], ...},
-     "train_state": {...}}                          # only where training can resume
+     "train_state": {...},                          # only where training can resume
+     "modelopt_state": {...}}                       # only for INT8 QAT (stage "qat"; see models.quantization)
 
     from models.checkpoint import load_model
     model, ckpt = load_model("runs/demo/full/best.pt")
@@ -31,6 +32,7 @@ from torch import nn
 
 from models.cli import ToolError
 from models.fileio import atomic_write_bytes
+from models.quantization import is_quantized, modelopt_state, restore_quantized
 from models.unet import UNet
 
 FORMAT = "roadseg-checkpoint"
@@ -97,6 +99,8 @@ def make_checkpoint(model: nn.Module, meta: dict, train_state: dict | None = Non
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
+    if is_quantized(model):
+        ckpt["modelopt_state"] = modelopt_state(model)
     if train_state is not None:
         ckpt["train_state"] = train_state
     return ckpt
@@ -168,6 +172,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Rebuild the model of a checkpoint and load its weights; returns (model in eval mode, checkpoint)."""
     ckpt = load_checkpoint(path, map_location)
     model = build_model(ckpt["arch"])
+    if "modelopt_state" in ckpt:  # a QAT checkpoint: re-insert the fake quantizers first
+        model = restore_quantized(model, ckpt["modelopt_state"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
