@@ -1,0 +1,531 @@
+"""ONNX -> TensorRT engine (FP16, or INT8 from a Q/DQ ONNX) with an engine cache keyed by content. No torch.
+
+Owns the engine cache and its manifests. An engine is rebuilt exactly when something that changes it
+changes: the ONNX bytes, the TensorRT version, the GPU and its compute capability, the precision, the
+shape profile, the workspace limit, the DLA core or the builder optimization level (all hashed into
+one sha256 key); otherwise the cached engine is reused. Beside each engine lies a manifest
+(``<engine stem>.json``) with the key, every key component and the model's roadseg metadata, so deploy
+knows input size, normalisation and labels without flags.
+
+    python export/to_tensorrt.py --model runs/demo/model.onnx --precision fp16 --out runs/demo/trt
+    python export/to_tensorrt.py --model runs/demo/model.int8.onnx --precision int8 --engine runs/demo/int8.engine
+
+``--out DIR`` (default: the ONNX file's folder) writes ``DIR/<onnx stem>.<key[:16]>.engine``, so engines
+for different settings live side by side; ``--engine FILE`` writes exactly FILE, rebuilt when the key
+changes. The timing cache (``--timing-cache``, default ``timing.<gpu>-sm<cc>-trt<version>.cache`` beside
+the engine) is loaded if present and saved back after each build, so rebuilds take seconds.
+
+INT8 is explicit quantization only: the ONNX must carry TensorRT-ready Q/DQ nodes (export/to_onnx.py
+from a QAT checkpoint, or export/quantize_onnx.py --target tensorrt); there is no calibrator.
+
+Default shape profile of the input "image" (``--min/--opt/--max-shape`` override each; NxCxHxW or HxW,
+H and W multiples of the model's size multiple): opt = batch 1 at the metadata's input size;
+max = batch ``--max-batch`` at the opt size; min = batch 1 at half the opt size, rounded up to the
+size multiple. Kernels are tuned for the size deploy uses, and smaller frames still run.
+
+Without the tensorrt package or a CUDA GPU this fails with one line pointing to the onnxruntime path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import pairwise
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models.cli import ToolError, run
+from models.fileio import atomic_write_bytes, atomic_write_json
+from models.model_metadata import MetadataError, ModelInfo, read_onnx_info
+
+INPUT_NAME = "image"
+PRECISIONS = ("fp16", "int8")
+# ONNX metadata precisions whose Q/DQ nodes TensorRT can run (int8-ort-ptq is onnxruntime's CPU format).
+TRT_INT8_SOURCES = ("int8-qat-qdq", "int8-trt-ptq")
+SHAPE_FLAGS = ("--min-shape", "--opt-shape", "--max-shape")
+DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default, stated so that it is part of the key
+MANIFEST_FORMAT = "roadseg-trt-engine/1"
+MANIFEST_FIELDS = ("format", "key", "components", "model", "onnx", "engine", "engine_bytes", "engine_sha256",
+                   "build_seconds", "created")
+# Bump when build_engine changes what it builds from the same inputs, so older cached engines are not reused.
+BUILD_RECIPE = 1
+ONNXRUNTIME_HINT = "use the .onnx with deploy/run.py (onnxruntime) instead"
+
+Shape = tuple[int, int, int, int]
+
+
+# shape profile ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    """The shapes the engine accepts for input "image" (NCHW), from min to max; kernels are tuned for opt."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def shapes(self) -> tuple[Shape, Shape, Shape]:
+        return self.min, self.opt, self.max
+
+
+def format_shape(shape: Shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def parse_shape(text: str, flag: str, batch: int, channels: int) -> Shape:
+    """``NxCxHxW``, or ``HxW`` with the given batch and channels."""
+    parts = text.strip().lower().split("x")
+    if len(parts) not in (2, 4) or not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise ToolError(f"{flag}: expected NxCxHxW or HxW with positive integers, got {text!r}")
+    dims = tuple(int(part) for part in parts)
+    return dims if len(dims) == 4 else (batch, channels, *dims)
+
+
+def half_rounded_up(size: int, multiple: int) -> int:
+    """Half of ``size``, rounded up to a multiple of ``multiple``."""
+    half = (size + 1) // 2
+    return max(multiple, -(-half // multiple) * multiple)
+
+
+def make_profile(info: ModelInfo, min_shape: str | None = None, opt_shape: str | None = None,
+                 max_shape: str | None = None, max_batch: int = 1) -> Profile:
+    """The profile from the shape flags; each one not given follows the default rule (module docstring)."""
+    channels = int(info.arch.get("in_channels", 3))
+    multiple = info.size_multiple
+    opt = parse_shape(opt_shape, "--opt-shape", 1, channels) if opt_shape else (1, channels, *info.input_size)
+    half = tuple(half_rounded_up(size, multiple) for size in opt[2:])
+    low = parse_shape(min_shape, "--min-shape", 1, channels) if min_shape else (1, channels, *half)
+    high = parse_shape(max_shape, "--max-shape", max_batch, channels) if max_shape else (max_batch, channels, *opt[2:])
+    profile = Profile(low, opt, high)
+    check_profile(profile, channels, multiple)
+    return profile
+
+
+def check_profile(profile: Profile, channels: int, multiple: int) -> None:
+    for flag, shape in zip(SHAPE_FLAGS, profile.shapes(), strict=True):
+        if shape[1] != channels:
+            raise ToolError(f"{flag}: the model takes {channels} input channels, got {format_shape(shape)}")
+        if shape[2] % multiple or shape[3] % multiple:
+            raise ToolError(f"{flag}: height and width must be multiples of {multiple} (the model's size multiple), "
+                            f"got {format_shape(shape)}")
+    for (low_flag, high_flag), (low, high) in zip(pairwise(SHAPE_FLAGS), pairwise(profile.shapes()), strict=True):
+        if any(a > b for a, b in zip(low, high, strict=True)):
+            raise ToolError(f"{low_flag} {format_shape(low)} exceeds {high_flag} {format_shape(high)}; "
+                            "every dimension needs min <= opt <= max")
+
+
+# cache key and manifest ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything that changes the engine TensorRT builds; the sha256 of it is the cache key."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profile: Profile
+    workspace_mib: int | None = None  # None = TensorRT's default (all device memory)
+    dla_core: int | None = None
+    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL
+    recipe: int = BUILD_RECIPE
+
+    def components(self) -> dict:
+        # through JSON so that tuples become lists: a manifest read back compares equal
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def key(self) -> str:
+        return cache_key(self.components())
+
+
+def cache_key(components: dict) -> str:
+    canonical = json.dumps(components, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_path(engine_path: Path) -> Path:
+    return Path(engine_path).with_suffix(".json")
+
+
+def make_manifest(spec: EngineSpec, info: ModelInfo, onnx_path: Path, engine_path: Path, engine: bytes,
+                  build_seconds: float) -> dict:
+    components = spec.components()
+    return {"format": MANIFEST_FORMAT, "key": cache_key(components), "components": components,
+            "model": info.to_props(), "onnx": str(onnx_path), "engine": Path(engine_path).name,
+            "engine_bytes": len(engine), "engine_sha256": sha256_hex(engine), "build_seconds": round(build_seconds, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def manifest_problem(manifest) -> str | None:
+    """What is wrong with a manifest, or None when it is sound."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return f"format is not {MANIFEST_FORMAT}"
+    missing = [name for name in MANIFEST_FIELDS if name not in manifest]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not isinstance(manifest["components"], dict) or manifest["key"] != cache_key(manifest["components"]):
+        return "its key does not match its components"
+    if not isinstance(manifest["engine_bytes"], int) or not isinstance(manifest["model"], dict):
+        return "engine_bytes or model has the wrong type"
+    try:
+        ModelInfo.from_props(manifest["model"], where="model")
+    except MetadataError as err:
+        return str(err)
+    return None
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest beside an engine; a ToolError naming the file when it is missing or damaged."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ToolError(f"{path}: cannot read engine manifest ({err.strerror or err})") from None
+    except ValueError as err:
+        raise ToolError(f"{path}: engine manifest is not valid JSON ({err})") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ToolError(f"{path}: damaged engine manifest ({problem}); delete it to rebuild the engine")
+    return manifest
+
+
+def write_manifest(path: str | Path, manifest: dict) -> Path:
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"refusing to write a damaged engine manifest: {problem}")
+    return atomic_write_json(path, manifest)
+
+
+def cached_manifest(engine_path: Path, spec: EngineSpec, log: Callable[[str], None] = print) -> dict | None:
+    """The manifest of a cached engine built from ``spec``, or None (saying why) when it must be built."""
+    path = manifest_path(engine_path)
+    if not (engine_path.is_file() and path.is_file()):
+        return None
+    try:
+        manifest = read_manifest(path)
+    except ToolError as err:
+        log(f"rebuilding: {err}")
+        return None
+    if manifest["key"] != spec.key():
+        new = spec.components()
+        changed = sorted(name for name in new.keys() | manifest["components"].keys()
+                         if new.get(name) != manifest["components"].get(name))
+        log(f"rebuilding {engine_path}: changed since it was built: {', '.join(changed)}")
+        return None
+    if engine_path.stat().st_size != manifest["engine_bytes"]:
+        log(f"rebuilding {engine_path}: its size differs from its manifest's")
+        return None
+    return manifest
+
+
+def build_or_reuse(engine_path: Path, spec: EngineSpec, info: ModelInfo, onnx_path: Path,
+                   build: Callable[[], bytes], log: Callable[[str], None] = print) -> tuple[dict, bool]:
+    """(manifest, reused): the cached engine when its key is ``spec``'s, else ``build()`` written to ``engine_path``.
+
+    The engine is written before its manifest, both atomically, so a manifest always describes a complete engine.
+    """
+    engine_path = Path(engine_path)
+    manifest = cached_manifest(engine_path, spec, log)
+    if manifest is not None:
+        return manifest, True
+    start = time.perf_counter()
+    engine = build()
+    manifest = make_manifest(spec, info, onnx_path, engine_path, engine, time.perf_counter() - start)
+    atomic_write_bytes(engine_path, engine)
+    write_manifest(manifest_path(engine_path), manifest)
+    return manifest, False
+
+
+def check_precision(precision: str, info: ModelInfo, where: Path) -> None:
+    if precision == "int8" and info.precision not in TRT_INT8_SOURCES:
+        state = ("was quantized for onnxruntime (CPU), not TensorRT" if info.precision == "int8-ort-ptq"
+                 else f"is {info.precision}, without Q/DQ nodes")
+        raise ToolError(f"{where}: --precision int8 needs an explicitly quantized (Q/DQ) ONNX and this one {state}; "
+                        "quantize it first with export/quantize_onnx.py --target tensorrt, "
+                        "or export a QAT checkpoint with export/to_onnx.py")
+    if precision == "fp16" and info.precision.startswith("int8"):
+        raise ToolError(f"{where}: is an INT8 ONNX ({info.precision}); build it with --precision int8, "
+                        "or build the FP32 ONNX with --precision fp16")
+
+
+def engine_info(info: ModelInfo, precision: str, onnx_sha256: str) -> ModelInfo:
+    """The metadata the engine carries: an INT8 engine keeps its ONNX's int8-* precision (it says how)."""
+    return info.with_changes(precision="fp16" if precision == "fp16" else info.precision, source=onnx_sha256)
+
+
+# TensorRT and the GPU (imported only here) ---------------------------------------------------------
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    compute_capability: str  # "8.7"
+
+
+def gpu_from_cuda_python(device: int = 0) -> tuple[Gpu | None, str]:
+    """(gpu, why not) from NVIDIA's cuda-python runtime bindings."""
+    try:
+        from cuda.bindings import runtime as cudart  # current cuda-python layout
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python layout
+        except ImportError:
+            return None, "cuda-python is not installed"
+    try:
+        err, props = cudart.cudaGetDeviceProperties(device)
+    except Exception as exc:  # the bindings raise, e.g., when no driver library can be loaded
+        return None, " ".join(str(exc).split())
+    if err != cudart.cudaError_t.cudaSuccess:
+        return None, cudart.cudaGetErrorName(err)[1].decode()
+    return Gpu(props.name.split(b"\0", 1)[0].decode(errors="replace"), f"{props.major}.{props.minor}"), ""
+
+
+def gpu_from_nvidia_smi(device: int = 0) -> Gpu | None:
+    # Last resort, e.g. cuda-python made for a newer CUDA than the driver. Its numbering is PCI order.
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
+    try:
+        result = subprocess.run([executable, "--query-gpu=name,compute_cap", "--format=csv,noheader", f"--id={device}"],
+                                capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name, _, capability = result.stdout.strip().rpartition(",")
+    return Gpu(name.strip(), capability.strip()) if name.strip() and capability.strip() else None
+
+
+def cuda_gpu(device: int = 0) -> Gpu:
+    """The GPU TensorRT builds for (the current CUDA device, 0 by default); a one-line ToolError without one."""
+    gpu, reason = gpu_from_cuda_python(device)
+    gpu = gpu or gpu_from_nvidia_smi(device)
+    if gpu is None:
+        raise ToolError(f"no CUDA GPU found ({reason}); a TensorRT engine is built on the GPU that runs it: "
+                        f"{ONNXRUNTIME_HINT}")
+    return gpu
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as err:
+        raise ToolError(f"the tensorrt package is not available ({' '.join(str(err).split())}); {ONNXRUNTIME_HINT}, "
+                        "or install it on a machine with an NVIDIA GPU: pip install -e '.[tensorrt]'") from None
+    if int(trt.__version__.split(".")[0]) < 10:
+        raise ToolError(f"TensorRT {trt.__version__} is too old: this tool needs TensorRT >= 10; {ONNXRUNTIME_HINT}")
+    return trt
+
+
+def make_logger(trt, verbose: bool = False):
+    class BuildLogger(trt.ILogger):
+        """TensorRT's warnings and errors (and info with --verbose) on stderr; keeps the last error for our message."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.threshold = int(trt.ILogger.Severity.INFO if verbose else trt.ILogger.Severity.WARNING)
+            self.last_error = ""
+
+        def log(self, severity, msg):
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.last_error = " ".join(str(msg).split())
+            if int(severity) <= self.threshold:
+                tqdm.write(f"[TensorRT] {severity.name}: {msg}", file=sys.stderr)
+
+    return BuildLogger()
+
+
+def make_progress_monitor(trt):
+    class BuildProgress(trt.IProgressMonitor):
+        """One progress bar per build phase, indented under its parent phase.
+
+        TensorRT calls this from its own threads, and an exception cannot cross back into it: hence the lock
+        and the lookups that tolerate phases they do not know.
+        """
+
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self._lock = threading.Lock()
+            self._bars: dict[str, tqdm] = {}
+            self._depths: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            with self._lock:
+                depth = self._depths.get(parent_phase, -1) + 1 if parent_phase else 0
+                self._depths[phase_name] = depth
+                self._bars[phase_name] = tqdm(total=num_steps, desc="  " * depth + phase_name, leave=depth == 0,
+                                              file=sys.stderr, dynamic_ncols=True)
+
+        def step_complete(self, phase_name, step):
+            with self._lock:
+                bar = self._bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            with self._lock:
+                bar = self._bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return BuildProgress()
+
+
+def load_timing_cache(config, path: Path, log: Callable[[str], None] = print):
+    data = path.read_bytes() if path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(data)
+    except RuntimeError:  # how the bindings may report a damaged blob
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        if data:
+            log(f"loaded timing cache {path}")
+        return
+    log(f"ignoring timing cache {path}: TensorRT refused it (another GPU or TensorRT version, or damaged)")
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def check_network_input(network, where: Path, profile: Profile) -> None:
+    inputs = [network.get_input(index) for index in range(network.num_inputs)]
+    image = next((tensor for tensor in inputs if tensor.name == INPUT_NAME), None)
+    if image is None:
+        names = ", ".join(tensor.name for tensor in inputs)
+        raise ToolError(f"{where}: has no input named {INPUT_NAME!r} (inputs: {names}); "
+                        "export it with export/to_onnx.py")
+    dims = tuple(image.shape)
+    if len(dims) != 4:
+        raise ToolError(f"{where}: input {INPUT_NAME!r} has shape {dims}, expected 4 dimensions (NCHW)")
+    for fixed, low, high in zip(dims, profile.min, profile.max, strict=True):
+        if fixed >= 0 and not low == high == fixed:
+            raise ToolError(f"{where}: input {INPUT_NAME!r} has the fixed shape {dims}; give --min-shape, "
+                            "--opt-shape and --max-shape equal to it, or export with dynamic axes")
+
+
+def build_engine(trt, onnx_data: bytes, where: Path, spec: EngineSpec, timing_cache: Path | None,
+                 verbose: bool = False) -> bytes:
+    """The serialized engine for ``spec``; a ToolError with TensorRT's first error when it cannot be built."""
+    logger = make_logger(trt, verbose)
+    builder = trt.Builder(logger)
+    # TensorRT 10 networks are always explicit batch. Not STRONGLY_TYPED: the precision flags below choose.
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_data):
+        first = " ".join(parser.get_error(0).desc().split()) if parser.num_errors else logger.last_error
+        more = f" (and {parser.num_errors - 1} more)" if parser.num_errors > 1 else ""
+        raise ToolError(f"{where}: TensorRT's ONNX parser failed: {first}{more}")
+    check_network_input(network, where, spec.profile)
+
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    if spec.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ layers run INT8; FP16 stays on for the layers between
+    if spec.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mib << 20)
+    if spec.dla_core is not None:
+        if spec.dla_core >= builder.num_DLA_cores:
+            raise ToolError(f"--dla-core {spec.dla_core}: this device has {builder.num_DLA_cores} DLA cores")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = spec.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+    config.builder_optimization_level = spec.optimization_level
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, *spec.profile.shapes())
+    config.add_optimization_profile(profile)
+    if timing_cache is not None:
+        load_timing_cache(config, timing_cache)
+    monitor = make_progress_monitor(trt)  # referenced until the build ends, as TensorRT requires
+    config.progress_monitor = monitor
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ToolError(f"TensorRT could not build the engine: {logger.last_error or 'see its log above'}")
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+# command line ---------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Build a TensorRT engine from an ONNX model, or reuse the cached one.",
+                                     add_help=add_help, prog="export/to_tensorrt.py")
+    parser.add_argument("--model", type=Path, required=True, help="the .onnx (with roadseg metadata)")
+    parser.add_argument("--precision", choices=PRECISIONS, required=True,
+                        help="fp16, or int8 from a Q/DQ ONNX (explicit quantization)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="engine cache folder (default: the ONNX's folder); "
+                                                "writes <onnx stem>.<key>.engine and .json")
+    where.add_argument("--engine", type=Path, help="write the engine exactly here (manifest: same name, .json)")
+    shape_defaults = {"--min-shape": "batch 1 at half the opt size, rounded up to the model's size multiple",
+                      "--opt-shape": "batch 1 at the input size in the ONNX metadata",
+                      "--max-shape": "batch --max-batch at the opt size"}
+    for flag, default in shape_defaults.items():
+        parser.add_argument(flag, metavar="NxCxHxW|HxW", help=f"profile shape of input 'image' (default: {default})")
+    parser.add_argument("--max-batch", type=positive_int, default=1, help="batch of the default --max-shape")
+    parser.add_argument("--timing-cache", type=Path, help="timing cache file (default: per GPU, beside the engine)")
+    parser.add_argument("--workspace-mib", type=positive_int, help="builder workspace limit (default: TensorRT's)")
+    parser.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson), GPU fallback on")
+    parser.add_argument("--opt-level", type=int, choices=range(6), default=DEFAULT_OPTIMIZATION_LEVEL,
+                        help="builder optimization level: higher builds longer, may run faster")
+    parser.add_argument("--verbose", action="store_true", help="also print TensorRT's info messages")
+    return parser
+
+
+def default_timing_cache(folder: Path, spec: EngineSpec) -> Path:
+    device = re.sub(r"[^A-Za-z0-9.]+", "-", f"{spec.gpu_name}-sm{spec.compute_capability}-trt{spec.tensorrt_version}")
+    return folder / f"timing.{device.strip('-')}.cache"
+
+
+def main(args: argparse.Namespace) -> int:
+    if not args.model.is_file():
+        raise ToolError(f"{args.model}: no such ONNX file")
+    if args.dla_core is not None and args.dla_core < 0:
+        raise ToolError(f"--dla-core: must be >= 0, got {args.dla_core}")
+    info = read_onnx_info(args.model)
+    check_precision(args.precision, info, args.model)
+    profile = make_profile(info, args.min_shape, args.opt_shape, args.max_shape, args.max_batch)
+    trt = import_tensorrt()
+    gpu = cuda_gpu()
+
+    onnx_data = args.model.read_bytes()
+    spec = EngineSpec(onnx_sha256=sha256_hex(onnx_data), tensorrt_version=trt.__version__, gpu_name=gpu.name,
+                      compute_capability=gpu.compute_capability, precision=args.precision, profile=profile,
+                      workspace_mib=args.workspace_mib, dla_core=args.dla_core, optimization_level=args.opt_level)
+    engine_path = args.engine or (args.out or args.model.parent) / f"{args.model.stem}.{spec.key()[:16]}.engine"
+    timing_cache = args.timing_cache or default_timing_cache(engine_path.parent, spec)
+    print(f"{args.model} -> {args.precision} engine for {gpu.name} (sm {gpu.compute_capability}), TensorRT "
+          f"{trt.__version__}, profile min {format_shape(profile.min)} opt {format_shape(profile.opt)} "
+          f"max {format_shape(profile.max)}")
+    manifest, reused = build_or_reuse(
+        engine_path, spec, engine_info(info, args.precision, spec.onnx_sha256), args.model,
+        lambda: build_engine(trt, onnx_data, args.model, spec, timing_cache, args.verbose))
+    size_mib = manifest["engine_bytes"] / 2**20
+    if reused:
+        print(f"reusing cached engine {engine_path} ({size_mib:.1f} MiB, key {manifest['key'][:16]}, "
+              f"built {manifest['created']})")
+    else:
+        print(f"built {engine_path} in {manifest['build_seconds']:.1f} s ({size_mib:.1f} MiB); "
+              f"manifest {manifest_path(engine_path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())
