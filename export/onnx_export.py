@@ -1,24 +1,26 @@
-"""PyTorch -> ONNX export of our models (dynamic batch, height and width).
+"""PyTorch -> ONNX export of our models (dynamic batch, height and width), simplified, with metadata.
 
-Uses the TorchScript-based exporter (``dynamo=False``): it needs no onnxscript, and it is the one
-that exports fake-quantized (QAT) models, so every stage exports through one path.
+Uses the TorchScript-based exporter (``dynamo=False``): it is the one that exports ModelOpt's
+fake-quantized (QAT) models (the dynamo exporter fails on the quantizers' data-dependent
+guards), so every stage exports through one path. The graph is then simplified with onnxslim
+(it keeps Q/DQ pairs, dynamic axes and metadata) and checked with onnx's checker.
 
-    from export.onnx_export import export_onnx
-    export_onnx(model, "model.onnx", input_size=(352, 480), metadata={"roadseg.arch": "..."})
+    from export.onnx_export import build_onnx
+    proto = build_onnx(model, info)            # info: models.model_metadata.ModelInfo
 """
 
 from __future__ import annotations
 
 import io
-import os
 import warnings
-from pathlib import Path
 
+import onnx
 import torch
 
-from models.fileio import atomic_write_bytes
+from models.model_metadata import ModelInfo, write_onnx_info
 
 DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
 def onnx_bytes(model: torch.nn.Module, input_size: tuple[int, int], opset: int = DEFAULT_OPSET,
@@ -31,19 +33,24 @@ def onnx_bytes(model: torch.nn.Module, input_size: tuple[int, int], opset: int =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
         torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes} if dynamic else None)
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None)
     return buffer.getvalue()
 
 
-def export_onnx(model: torch.nn.Module, path: str | os.PathLike, input_size: tuple[int, int],
-                opset: int = DEFAULT_OPSET, dynamic: bool = True, metadata: dict[str, str] | None = None) -> Path:
-    data = onnx_bytes(model, input_size, opset, dynamic)
-    if metadata:
-        import onnx
+def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
 
-        proto = onnx.load_from_string(data)
-        for key, value in metadata.items():
-            proto.metadata_props.add(key=key, value=value)
-        data = proto.SerializeToString()
-    return atomic_write_bytes(path, data)
+    return onnxslim.slim(proto)
+
+
+def build_onnx(model: torch.nn.Module, info: ModelInfo, opset: int = DEFAULT_OPSET,
+               simplified: bool = True) -> onnx.ModelProto:
+    """Export ``model`` at ``info.input_size`` with dynamic axes, simplify, and attach ``info``."""
+    proto = onnx.load_from_string(onnx_bytes(model, info.input_size, opset))
+    if simplified:
+        proto = simplify(proto)
+    proto.producer_name = "roadseg"
+    write_onnx_info(proto, info)
+    onnx.checker.check_model(proto)
+    return proto

@@ -1,0 +1,139 @@
+"""ONNX export with metadata and the parity gate, and post-training INT8 quantization (onnxruntime and
+ModelOpt for TensorRT)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from deploy.latency import onnx_session
+from deploy.preprocess import logits_to_classes, preprocess
+from export import to_onnx
+from export.parity import ParityError, compare, require_parity
+from export.quantize_onnx import choose_reduce_range
+from models.checkpoint import load_checkpoint
+from models.model_metadata import ModelInfo, from_checkpoint, read_onnx_info
+from tests.conftest import assert_one_line_error, run_script
+
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def fp32_export(synthetic_root, tmp_path_factory):
+    """A small untrained checkpoint and its FP32 ONNX export (through the CLI, gate on)."""
+    root = tmp_path_factory.mktemp("export")
+    assert run_script("models/init_checkpoint.py", "--out", root, "--base-width", "8", "--depth", "2",
+                      "--img-size", *map(str, SIZE)).returncode == 0
+    result = run_script("export/to_onnx.py", "--ckpt", root / "init.pt", "--dataset", "synthetic", "--data-path",
+                        synthetic_root, "--out", root / "onnx", "--parity-images", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root
+
+
+def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
+    path = fp32_export / "onnx" / "model_fp32.onnx"
+    ckpt = load_checkpoint(fp32_export / "init.pt")
+    info = read_onnx_info(path)
+    assert info == from_checkpoint(ckpt, "fp32", info.source) and len(info.source) == 64
+    assert info.input_size == SIZE and info.precision == "fp32"
+    proto = onnx.load(str(path))
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    session = onnx_session(path)
+    for shape in ((1, 3, 32, 64), (2, 3, 64, 96)):  # another batch and size than the export's
+        out = session.run(None, {"image": np.zeros(shape, np.float32)})[0]
+        assert out.shape == (shape[0], 2, *shape[2:])
+    report = json.loads((fp32_export / "onnx" / "model_fp32_report.json").read_text())
+    assert report["parity"]["passed"] and report["parity"]["agreement_percent"] == 100.0
+    assert report["parity"]["max_abs_logit_diff"] < 1e-4
+
+
+def test_gate_failure_writes_no_onnx_and_says_why(fp32_export, synthetic_root, tmp_path, monkeypatch, capsys):
+    def disagreeing(model_bytes):  # an exported model that computes something else: road where not-road
+        session = onnx_session(model_bytes)
+        return lambda batch: session.run(None, {"image": batch})[0][:, ::-1]
+
+    monkeypatch.setattr(to_onnx, "onnx_logits", disagreeing)
+    args = to_onnx.get_args_parser().parse_args([
+        "--ckpt", str(fp32_export / "init.pt"), "--dataset", "synthetic", "--data-path", str(synthetic_root),
+        "--out", str(tmp_path), "--parity-images", "2"])
+    with pytest.raises(ParityError, match="parity gate failed .* class agreement"):
+        to_onnx.main(args)
+    assert not (tmp_path / "model_fp32.onnx").exists()
+    assert json.loads((tmp_path / "model_fp32_report.json").read_text())["parity"]["passed"] is False
+
+
+def test_compare_and_thresholds():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    mask = logits[0].argmax(0).astype(np.uint8)
+    same = compare(lambda x: logits, lambda x: logits, [(None, mask)])
+    assert same["agreement_percent"] == 100.0 and same["road_iou_delta_points"] == 0.0
+    require_parity(same, 99.9, 0.1, "same")
+    assert same["passed"]
+    flipped = logits.copy()
+    flipped[0, :, 0, :] = flipped[0, ::-1, 0, :]  # one row of 8 disagrees
+    report = compare(lambda x: logits, lambda x: flipped, [(None, mask)])
+    assert report["agreement_percent"] == pytest.approx(100 * 56 / 64)
+    with pytest.raises(ParityError, match="agreement 87.500% < 99.9%"):
+        require_parity(report, 99.9, 100.0, "flipped")
+    with pytest.raises(ParityError, match="road IoU delta"):
+        require_parity(report, 0.0, 0.1, "flipped")
+
+
+def test_preprocess_and_logits_to_classes():
+    rgb = np.full((4, 6, 3), (255, 0, 128), np.uint8)
+    batch = preprocess(rgb, (2, 4), mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.5))
+    assert batch.shape == (1, 3, 2, 4) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[0, :, 0, 0], [1.0, -2.0, (128 / 255 - 0.5) / 0.5], atol=1e-6)
+    logits = np.zeros((2, 2, 2), np.float32)
+    logits[1, :, 1] = 5.0  # right column is road
+    classes = logits_to_classes(logits, (4, 4))
+    assert classes.shape == (4, 4) and classes[:, 0].max() == 0 and classes[:, 3].min() == 1
+
+
+def test_reduce_range_flag_overrides_cpu_detection():
+    assert choose_reduce_range("on") is True and choose_reduce_range("off") is False
+    assert isinstance(choose_reduce_range("auto"), bool)
+
+
+@pytest.mark.parametrize("target, precision", [("onnxruntime", "int8-ort-ptq"), ("tensorrt", "int8-trt-ptq")])
+def test_post_training_quantization(fp32_export, synthetic_root, target, precision):
+    if target == "tensorrt":
+        pytest.importorskip("modelopt.onnx.quantization", exc_type=ImportError)
+    out = fp32_export / target
+    # an untrained model's logits sit near zero, so int8 rounding flips classes: gate thresholds open
+    # here (the gate itself is tested above); the figures must still be reported.
+    result = run_script("export/quantize_onnx.py", "--model", fp32_export / "onnx" / "model_fp32.onnx",
+                        "--target", target, "--dataset", "synthetic", "--data-path", synthetic_root, "--out", out,
+                        "--calib-images", "4", "--parity-images", "2", "--min-agreement", "0",
+                        "--max-iou-delta", "100", "--runs", "2", "--rounds", "1", "--threads", "1", timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stem = "model_int8_ort" if target == "onnxruntime" else "model_int8_trt"
+    info = read_onnx_info(out / f"{stem}.onnx")
+    assert info.precision == precision and info.input_size == SIZE
+    assert json.loads(info.extra["quantization"])["calibration_images"] == 4
+    ops = {node.op_type for node in onnx.load(str(out / f"{stem}.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    report = json.loads((out / f"{stem}_report.json").read_text())
+    assert report["parity"]["passed"] and report["latency"]["int8"]["p50_ms"] > 0
+    if target == "onnxruntime":  # int8 weights stored; ModelOpt keeps float weights behind Q for TensorRT
+        assert report["bytes"]["int8"] < 0.5 * report["bytes"]["fp32"]
+
+    again = run_script("export/quantize_onnx.py", "--model", out / f"{stem}.onnx", "--target", target)
+    assert_one_line_error(again, "post-training quantization starts from FP32")
+
+
+def test_model_info_rejects_foreign_onnx(tmp_path):
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["image"], ["logits"])], "g",
+                                   [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "foreign.onnx"))
+    result = run_script("export/quantize_onnx.py", "--model", tmp_path / "foreign.onnx", "--target", "onnxruntime")
+    assert_one_line_error(result, "foreign.onnx", "no roadseg-model/1 metadata")
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
+    result = run_script("export/quantize_onnx.py", "--model", tmp_path / "junk.onnx", "--target", "onnxruntime")
+    assert_one_line_error(result, "junk.onnx")
+    assert ModelInfo.from_props(ModelInfo(arch={}, meta={"input_size": [2, 2], "mean": [0], "std": [1]}).to_props())
