@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.preprocess import logits_to_classes, preprocess
+from deploy.labelled_frames import load_labelled_frames
+from deploy.preprocess import logits_to_classes
 from models.cli import ToolError
 from models.model_metadata import ModelInfo
-from train.dataset_layouts import find_samples, read_rgb, read_road_mask
 from train.road_metrics import confusion_matrix, road_metrics
 
 Logits = Callable[[np.ndarray], np.ndarray]  # (1, 3, H, W) float32 -> (1, C, H, W) logits
@@ -43,13 +43,7 @@ def default_data_path(dataset: str, data_path: str | Path | None) -> Path:
 
 def load_parity_images(dataset: str, data_path, split: str, count: int, info: ModelInfo) -> list:
     """The first ``count`` images of a split: (preprocessed batch, road mask at the label's size)."""
-    samples = find_samples(dataset, default_data_path(dataset, data_path), split)[:count]
-    images = []
-    for sample in samples:
-        rgb = read_rgb(sample.image)
-        images.append((preprocess(rgb, info.input_size, info.mean, info.std),
-                       read_road_mask(sample.label, dataset, rgb.shape[:2])))
-    return images
+    return load_labelled_frames(dataset, default_data_path(dataset, data_path), split, count, info)
 
 
 def compare(reference: Logits, candidate: Logits, images: list) -> dict:

@@ -1,0 +1,123 @@
+"""Inference backends behind one small interface: load a model, infer a preprocessed batch, describe itself.
+
+- ``OnnxRuntimeBackend`` (.onnx): execution providers picked in order of preference among those
+  available: TensorRT, CUDA, CPU (or the ones asked for); CPU threads configurable.
+- ``TorchBackend`` (.pt checkpoints): for benchmarks on machines that have torch; deploy itself
+  never imports torch (it is imported here only when a checkpoint is opened).
+
+Input size, normalisation and labels come from the model's metadata (models.model_metadata),
+never from re-typed flags; a model without it needs ``info`` given explicitly.
+
+    backend = open_backend("runs/camvid/onnx/model_fp32.onnx", threads=2)
+    logits = backend.infer(batch)            # (N, 3, H, W) float32 -> (N, C, H, W)
+    backend.describe()                        # {"backend": "onnxruntime", "provider": ..., ...}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from models.cli import ToolError
+from models.model_metadata import ModelInfo
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+INPUT_NAME = "image"
+
+
+class Backend:
+    """A loaded model. Subclasses set ``info`` and implement ``infer``."""
+
+    kind = "?"
+    info: ModelInfo
+    path: Path
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"backend": self.kind, "model": str(self.path), "precision": self.info.precision}
+
+
+def choose_providers(available: list[str], requested: list[str] | None = None) -> list[str]:
+    """The providers to use, best first: those requested (each must be available), else every
+    preferred one that this onnxruntime build has; CPU is always the last resort."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ToolError(f"--providers: {', '.join(missing)} not available in this onnxruntime "
+                            f"(available: {', '.join(available)})")
+        return list(requested)
+    chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    kind = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
+                 info: ModelInfo | None = None):
+        import onnxruntime as ort
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ToolError(f"--model {self.path}: no such file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0 = onnxruntime's default (one per physical core)
+        options.inter_op_num_threads = 1
+        self.threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=choose_providers(ort.get_available_providers(), providers))
+        except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as err:
+            raise ToolError(f"--model {self.path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.info = info or ModelInfo.from_props(props, str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "provider": self.session.get_providers()[0],
+                "threads": self.threads or "onnxruntime default (one per physical core)"}
+
+
+class TorchBackend(Backend):
+    kind = "pytorch"
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0):
+        try:
+            import torch
+        except ImportError:
+            raise ToolError(f"{path}: a .pt checkpoint needs PyTorch; export it with export/to_onnx.py") from None
+        from models.checkpoint import load_model
+        from models.model_metadata import from_checkpoint
+
+        self.path, self.torch = Path(path), torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
+        self.model, ckpt = load_model(self.path)
+        stage = ckpt["meta"].get("stage")
+        self.info = from_checkpoint(ckpt, "int8-qat-qdq" if stage == "qat" else "fp32")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model(self.torch.from_numpy(batch)).float().numpy()
+
+    def describe(self) -> dict:
+        precision = "fp32 (fake-quantized int8)" if self.info.precision.startswith("int8") else "fp32"
+        return {**super().describe(), "precision": precision, "provider": "CPU (eager)", "threads": self.threads}
+
+
+def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None) -> Backend:
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return OnnxRuntimeBackend(path, threads, providers)
+    if path.suffix == ".pt":
+        return TorchBackend(path, threads)
+    raise ToolError(f"--model {path}: expected an .onnx file or a .pt checkpoint")

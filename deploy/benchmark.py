@@ -1,0 +1,222 @@
+"""One table over a set of models: file size, params, GMACs, model-only latency and FPS, road IoU,
+and the ratio of each to the first row, all measured in one run.
+
+ONNX files (FP32 or INT8) run in onnxruntime; .pt checkpoints run in PyTorch (only where torch is
+installed). Latency is model only (a preprocessed tensor in, logits out), batch 1, at each
+``--sizes`` (default: each model's own input size), timed in ``--rounds`` interleaved rounds (every
+model once per round, so a change in machine load hits all alike); p50 is the median of the
+rounds' p50s, p90/p99 come from all timed runs. Road IoU is computed on a dataset split at the
+model's input size, scored at label resolution.
+
+    python deploy/benchmark.py --model runs/camvid/onnx/model_fp32.onnx runs/camvid/onnx/model_int8_ort.onnx \
+        --dataset camvid --data-path ../shared/data/camvid --threads 2 --out runs/camvid/bench
+
+Writes ``--out/benchmark.md`` (the table), ``benchmark.json`` (every figure and the conditions:
+CPU, threads, warm-up and timed runs) and ``benchmark.png`` (road IoU against latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from deploy.backends import Backend, open_backend
+from deploy.labelled_frames import load_labelled_frames, road_confusion
+from deploy.latency import cpu_model, percentiles_ms
+from models.cli import ToolError, run
+from models.fileio import atomic_write, atomic_write_bytes, atomic_write_json
+from train.road_labels import DATASETS
+from train.road_metrics import road_metrics
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ToolError(f"--sizes {text!r}: expected HxW, e.g. 352x480") from None
+    if height < 1 or width < 1:
+        raise ToolError(f"--sizes {text!r}: expected positive sizes")
+    return height, width
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Benchmark road-segmentation models side by side.", add_help=add_help,
+                                prog="deploy/benchmark.py")
+    p.add_argument("--model", type=Path, nargs="+", required=True,
+                   help=".onnx files and/or .pt checkpoints; the first is the baseline of the ratios")
+    p.add_argument("--sizes", nargs="+", default=None, metavar="HxW",
+                   help="input sizes to time (default: each model's metadata input size)")
+    p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
+    p.add_argument("--data-path", type=Path, default=None)
+    p.add_argument("--split", default="val")
+    p.add_argument("--eval-images", type=int, default=None, help="first N images of the split (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per model (0 = the runtime's default)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=30, help="timed runs per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None, help="write benchmark.md/.json/.png here")
+    p.add_argument("--json", type=Path, default=None)
+    return p
+
+
+def check_args(args) -> None:
+    for name in ("runs", "rounds"):
+        if getattr(args, name) < 1:
+            raise ToolError(f"--{name} {getattr(args, name)}: expected >= 1")
+    for name in ("warmup", "threads"):
+        if getattr(args, name) < 0:
+            raise ToolError(f"--{name} {getattr(args, name)}: expected >= 0")
+    if args.eval_images is not None and args.eval_images < 1:
+        raise ToolError(f"--eval-images {args.eval_images}: expected >= 1")
+    if args.dataset and args.dataset != "synthetic" and args.data_path is None:
+        raise ToolError(f"--dataset {args.dataset} needs --data-path")
+    for path in args.model:
+        if not path.is_file():
+            raise ToolError(f"--model {path}: no such file")
+
+
+def check_size(backend: Backend, size: tuple[int, int]) -> None:
+    multiple = backend.info.size_multiple
+    if size[0] % multiple or size[1] % multiple:
+        raise ToolError(f"--sizes {size[0]}x{size[1]}: {backend.path.name} needs multiples of {multiple}")
+
+
+def time_round(backend: Backend, batch: np.ndarray, warmup: int, runs: int) -> list[float]:
+    for _ in range(warmup):
+        backend.infer(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.infer(batch)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_latency(backends: list[Backend], sizes_of: list[list[tuple[int, int]]], args) -> dict:
+    rng = np.random.default_rng(0)
+    cells = [(i, size) for i, sizes in enumerate(sizes_of) for size in sizes]
+    batches = {size: rng.standard_normal((1, 3, *size), dtype=np.float32) for _, size in cells}
+    times = {cell: [] for cell in cells}
+    round_p50 = {cell: [] for cell in cells}
+    with tqdm(total=args.rounds * len(cells), desc="timing", unit="model", file=sys.stderr) as bar:
+        for _ in range(args.rounds):
+            for cell in cells:
+                sample = time_round(backends[cell[0]], batches[cell[1]], args.warmup, args.runs)
+                times[cell] += sample
+                round_p50[cell].append(float(np.percentile(sample, 50)) * 1000)
+                bar.update()
+    result = {}
+    for cell in cells:
+        stats = percentiles_ms(times[cell])
+        stats["p50_ms"] = statistics.median(round_p50[cell])
+        stats["fps"] = 1000.0 / stats["p50_ms"]
+        result[cell] = stats
+    return result
+
+
+def scaled_gmacs(info, size: tuple[int, int]) -> float | None:
+    """GMACs at ``size`` from the checkpoint's count at its input size (conv work is linear in pixels)."""
+    complexity = info.meta.get("complexity") or {}
+    if "gmacs" not in complexity or "input_size" not in complexity:
+        return None
+    base = complexity["input_size"]
+    return complexity["gmacs"] * size[0] * size[1] / (base[0] * base[1])
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ("| model | precision | backend | size | MB | params | GMACs | p50 ms | p90 ms | p99 ms | FPS "
+              "| road IoU | speed-up | IoU delta |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        iou = f"{100 * r['road_iou']:.2f}" if r["road_iou"] is not None else "-"
+        delta = f"{r['iou_delta_points']:+.2f}" if r["iou_delta_points"] is not None else "-"
+        gmacs = f"{r['gmacs']:.3f}" if r["gmacs"] is not None else "-"
+        params = f"{r['params']:,}" if r["params"] is not None else "-"
+        lines.append(f"| {r['name']} | {r['precision']} | {r['backend']} | {r['size'][0]}x{r['size'][1]} "
+                     f"| {r['file_mb']:.2f} | {params} | {gmacs} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
+                     f"| {r['p99_ms']:.2f} | {r['fps']:.1f} | {iou} | x{r['speedup']:.2f} | {delta} |")
+    return "\n".join(lines)
+
+
+def save_plot(path: Path, rows: list[dict]) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rows if r["road_iou"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in scored:
+        ax.scatter(r["p50_ms"], 100 * r["road_iou"])
+        ax.annotate(f"{r['name']} ({r['size'][0]}x{r['size'][1]})", (r["p50_ms"], 100 * r["road_iou"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("model-only latency p50 (ms)")
+    ax.set_ylabel("road IoU (%)")
+    ax.set_title("road IoU vs latency (one run)")
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def main(args: argparse.Namespace) -> int:
+    check_args(args)
+    sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
+    backends = [open_backend(path, args.threads) for path in args.model]
+    sizes_of = [sizes or [b.info.input_size] for b in backends]
+    for backend, model_sizes in zip(backends, sizes_of, strict=True):
+        for size in model_sizes:
+            check_size(backend, size)
+
+    ious = [None] * len(backends)
+    if args.dataset:
+        root = args.data_path or Path("data/synthetic")
+        for i, backend in enumerate(tqdm(backends, desc="road IoU", unit="model", file=sys.stderr)):
+            frames = load_labelled_frames(args.dataset, root, args.split, args.eval_images, backend.info)
+            ious[i] = road_metrics(road_confusion(backend.infer, frames))
+    latency = measure_latency(backends, sizes_of, args)
+
+    rows = []
+    for i, backend in enumerate(backends):
+        for size in sizes_of[i]:
+            complexity = backend.info.meta.get("complexity") or {}
+            stats = latency[(i, size)]
+            rows.append({"name": backend.path.stem, "path": str(backend.path), **backend.describe(), "size": list(size),
+                         "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),
+                         "gmacs": scaled_gmacs(backend.info, size), **stats,
+                         "road_iou": ious[i]["road_iou"] if ious[i] else None, "val": ious[i]})
+    first = rows[0]
+    for r in rows:
+        r["speedup"] = first["p50_ms"] / r["p50_ms"]
+        both = r["road_iou"] is not None and first["road_iou"] is not None
+        r["iou_delta_points"] = 100 * (r["road_iou"] - first["road_iou"]) if both else None
+    report = {"covers": "model only: a preprocessed (1, 3, H, W) tensor in, logits out",
+              "cpu": cpu_model(), "threads": args.threads or "runtime default", "warmup": args.warmup,
+              "runs_per_round": args.runs, "rounds": args.rounds,
+              "eval": {"dataset": args.dataset, "split": args.split, "images": args.eval_images or "all"},
+              "rows": rows}
+    table = markdown_table(rows)
+    print(table)
+    print(f"\n{report['covers']}; {report['cpu']}, threads {report['threads']}, {args.warmup} warm-up + "
+          f"{args.runs} timed runs x {args.rounds} interleaved rounds; speed-up = first row p50 / row p50")
+    if args.out:
+        atomic_write(args.out / "benchmark.md", lambda f: f.write((table + "\n").encode()))
+        atomic_write_json(args.out / "benchmark.json", report)
+        save_plot(args.out / "benchmark.png", rows)
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())

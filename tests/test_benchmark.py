@@ -1,0 +1,93 @@
+"""deploy/: backends, the benchmark table, and the rule that run-time modules never import torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deploy.backends import choose_providers, open_backend
+from models.cli import ToolError
+from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
+
+SIZE = (32, 64)
+
+
+def test_deploy_modules_import_without_torch():
+    modules = sorted(f"deploy.{p.stem}" for p in (REPO_ROOT / "deploy").glob("*.py") if p.stem != "__init__")
+    assert "deploy.benchmark" in modules and "deploy.backends" in modules
+    code = (f"import sys; import {', '.join(modules)}; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_provider_preference():
+    assert choose_providers(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    available = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    assert choose_providers(available) == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                           "CPUExecutionProvider"]
+    assert choose_providers(available, ["CUDAExecutionProvider"]) == ["CUDAExecutionProvider"]
+    with pytest.raises(ToolError, match="CUDAExecutionProvider not available"):
+        choose_providers(["CPUExecutionProvider"], ["CUDAExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def two_models(synthetic_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    for name, width in (("small", "8"), ("wide", "16")):
+        assert run_script("models/init_checkpoint.py", "--out", root / name, "--base-width", width, "--depth", "2",
+                          "--img-size", *map(str, SIZE)).returncode == 0
+        result = run_script("export/to_onnx.py", "--ckpt", root / name / "init.pt", "--dataset", "synthetic",
+                            "--data-path", synthetic_root, "--out", root / name, "--parity-images", "1")
+        assert result.returncode == 0, result.stderr[-1500:]
+    return root
+
+
+def test_backends_agree_and_describe_themselves(two_models):
+    import numpy as np
+
+    onnx_backend = open_backend(two_models / "small" / "model_fp32.onnx", threads=1)
+    torch_backend = open_backend(two_models / "small" / "init.pt", threads=1)
+    batch = np.random.default_rng(0).standard_normal((1, 3, *SIZE), dtype=np.float32)
+    np.testing.assert_allclose(onnx_backend.infer(batch), torch_backend.infer(batch), atol=1e-4)
+    assert onnx_backend.info.input_size == torch_backend.info.input_size == SIZE
+    assert onnx_backend.describe()["provider"] == "CPUExecutionProvider"
+    assert torch_backend.describe()["backend"] == "pytorch"
+
+
+def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
+    small, wide = two_models / "small" / "model_fp32.onnx", two_models / "wide" / "model_fp32.onnx"
+    result = run_script("deploy/benchmark.py", "--model", small, wide, "--sizes", "32x64", "64x64",
+                        "--dataset", "synthetic", "--data-path", synthetic_root, "--threads", "1", "--warmup", "1",
+                        "--runs", "3", "--rounds", "2", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-1500:]
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    rows = report["rows"]
+    assert [(r["name"], r["size"]) for r in rows] == [("model_fp32", [32, 64]), ("model_fp32", [64, 64])] * 2
+    assert rows[0]["speedup"] == 1.0 and rows[0]["iou_delta_points"] == 0.0
+    for r in rows:
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["fps"] == pytest.approx(1000 / r["p50_ms"])
+        assert 0 <= r["road_iou"] <= 1 and r["threads"] == 1
+    # the wider model has about 4x the MACs; at twice the pixels, twice again
+    assert rows[2]["gmacs"] > 3 * rows[0]["gmacs"] and rows[1]["gmacs"] == pytest.approx(2 * rows[0]["gmacs"])
+    assert rows[2]["params"] > rows[0]["params"]
+    table = (tmp_path / "benchmark.md").read_text().splitlines()
+    assert len(table) == 2 + len(rows) and "speed-up" in table[0]
+    assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    assert report["runs_per_round"] == 3 and report["rounds"] == 2 and report["cpu"]
+
+
+def test_benchmark_errors(two_models, tmp_path):
+    small = two_models / "small" / "model_fp32.onnx"
+    assert_one_line_error(run_script("deploy/benchmark.py", "--model", small, "--sizes", "30x64"),
+                          "--sizes 30x64", "multiples of 4")
+    assert_one_line_error(run_script("deploy/benchmark.py", "--model", small, "--sizes", "big"), "expected HxW")
+    assert_one_line_error(run_script("deploy/benchmark.py", "--model", tmp_path / "none.onnx"), "none.onnx",
+                          "no such file")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    assert_one_line_error(run_script("deploy/benchmark.py", "--model", tmp_path / "junk.onnx"), "junk.onnx",
+                          "cannot load")
