@@ -38,6 +38,13 @@ def preprocess(rgb: np.ndarray, input_size: tuple[int, int], mean: Sequence[floa
 def logits_to_classes(logits: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """(C, h, w) logits -> uint8 class map of ``size_hw``: bilinear resize of the logits, then argmax."""
     height, width = size_hw
+    if logits.shape[0] == 2:
+        # Two classes: resizing is linear, so resize(l1) - resize(l0) = resize(l1 - l0): one channel
+        # to resize instead of two, and no argmax over a strided axis (3x faster at 960x540).
+        margin = np.ascontiguousarray(logits[1] - logits[0], dtype=np.float32)
+        if margin.shape != (height, width):
+            margin = cv2.resize(margin, (width, height), interpolation=cv2.INTER_LINEAR)
+        return (margin > 0).astype(np.uint8)
     if logits.shape[1:] != (height, width):
         # OpenCV resizes each channel of an HxWxC array alike (up to 512 channels)
         logits = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32), (width, height),

@@ -39,9 +39,6 @@ FORMAT = "roadseg-checkpoint"
 VERSION = 1
 STAGES = ("init", "train", "pruned", "qat")
 ARCHITECTURES: dict[str, type[nn.Module]] = {UNet.name: UNet}
-# The input normalisation every stage records in meta["mean"] / meta["std"] (ImageNet statistics).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Plain-data types a checkpoint may hold; anything else would need pickling of code. Exact
 # types, because subclasses of str (torch.__version__ is one) pickle as objects.

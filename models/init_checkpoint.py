@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD, make_checkpoint, save_checkpoint
+from models.checkpoint import make_checkpoint, save_checkpoint
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
+from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from models.unet import NORMS, UP_MODES, UNet
 
 

@@ -28,6 +28,9 @@ PREFIX = "roadseg."
 PRECISIONS = ("fp32", "fp16", "int8-qat-qdq", "int8-ort-ptq", "int8-trt-ptq")
 CLASSES = ("not road", "road")
 IGNORE_INDEX = 255
+# The input normalisation every stage records in meta["mean"] / meta["std"] (ImageNet statistics).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class MetadataError(ToolError):

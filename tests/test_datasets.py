@@ -8,7 +8,7 @@ import pytest
 import torch
 from cityscapesscripts.helpers.labels import labels
 
-from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import shared_data
 from train.dataset_layouts import DatasetError, find_samples, read_label_ids
 from train.paired_transforms import EvalTransform, to_tv_tensors, train_transform

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD, load_model
+from models.checkpoint import load_model
 from models.cli import ToolError, run
 from models.fileio import atomic_write_bytes, atomic_write_json
+from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from train.dataset_layouts import DatasetError, read_label_ids
 from train.paired_transforms import EvalTransform
 from train.road_datasets import RoadDataset, build_dataset, collate_keep_sizes

@@ -36,8 +36,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from models.checkpoint import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CheckpointError,
     load_checkpoint,
     make_checkpoint,
@@ -46,6 +44,7 @@ from models.checkpoint import (
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
+from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from models.unet import NORMS, UP_MODES, UNet
 from train import distributed
 from train.engine import StepContext, make_scheduler, train_one_epoch

@@ -13,7 +13,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from train.road_labels import IGNORE
 
 

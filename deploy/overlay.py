@@ -1,0 +1,48 @@
+"""Drawing the road on a frame (numpy + OpenCV): blended overlay, mask only, or side by side, and
+the status line (model FPS, end-to-end FPS, running road IoU).
+
+    shown = render(frame_bgr, classes, mode="blend", alpha=0.5)
+    draw_status(shown, "model 95 FPS | e2e 90 FPS | road IoU 96.1")
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MODES = ("blend", "mask", "side")
+ROAD_BGR = (255, 0, 255)  # magenta: visible on asphalt, vegetation and sky alike
+
+
+def blend(frame: np.ndarray, road: np.ndarray, alpha: float, colour=ROAD_BGR) -> np.ndarray:
+    """Road pixels become (1 - alpha) * frame + alpha * colour; all others keep the frame's value."""
+    mixed = cv2.addWeighted(frame, 1.0 - alpha, np.full_like(frame, colour), alpha, 0.0)
+    out = frame.copy()
+    cv2.copyTo(mixed, road.view(np.uint8), out)
+    return out
+
+
+def render(frame: np.ndarray, classes: np.ndarray, mode: str = "blend", alpha: float = 0.5,
+           road_class: int = 1) -> np.ndarray:
+    road = classes == road_class
+    if mode == "blend":
+        return blend(frame, road, alpha)
+    if mode == "mask":
+        out = np.zeros_like(frame)
+        out[road] = ROAD_BGR
+        return out
+    if mode == "side":
+        return np.hstack([frame, blend(frame, road, alpha)])
+    raise ValueError(f"overlay mode must be one of {MODES}, got {mode!r}")
+
+
+def draw_status(frame: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` on a dark band along the top of ``frame`` (in place), scaled to the frame."""
+    scale = max(frame.shape[1] / 1600, 0.35)
+    thickness = max(int(round(2 * scale)), 1)
+    (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    band = text_h + baseline + 8
+    frame[:band] = (frame[:band].astype(np.uint16) * 2 // 5).astype(np.uint8)
+    cv2.putText(frame, text, (6, text_h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
+                cv2.LINE_AA)
+    return frame

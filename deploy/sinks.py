@@ -1,0 +1,89 @@
+"""Where rendered frames go, given as URIs: a video file, an image folder, or a window.
+
+    out.mp4 | out.avi | out.mkv     a video file (written under a temporary name, renamed when closed)
+    frames/                         a folder of PNG frames (each written atomically)
+    display://0                     an OpenCV window (needs a display; q or Esc stops the run)
+
+The browser live view (``--serve``) is deploy.live_view.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deploy.sources import VIDEO_SUFFIXES
+from models.cli import ToolError
+from models.fileio import atomic_write_bytes
+
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+
+
+class VideoFileSink:
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps if fps > 0 else 30.0
+        self.writer, self.frames = None, 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:  # the size is known only with the first frame
+            fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(self.path.suffix.lower(), "mp4v"))
+            self.writer = cv2.VideoWriter(str(self.partial), fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            if not self.writer.isOpened():
+                raise ToolError(f"--output {self.path}: OpenCV cannot write this video format")
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            os.replace(self.partial, self.path)  # readers never see a half-written file
+
+
+class ImageFolderSink:
+    def __init__(self, folder: Path):
+        self.folder, self.frames = folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        ok, data = cv2.imencode(".png", frame)
+        if not ok:
+            raise ToolError(f"--output {self.folder}: cannot encode frame {self.frames} as PNG")
+        atomic_write_bytes(self.folder / f"frame_{self.frames:06d}.png", data.tobytes())
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
+
+
+class WindowSink:
+    def __init__(self, title: str = "roadseg"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ToolError("--output display://: no display here (DISPLAY is not set); "
+                            "use --serve 127.0.0.1:8080 for a browser view or write a video file")
+        self.title, self.frames, self.closed_by_user = title, 0, False
+
+    def write(self, frame: np.ndarray) -> None:
+        cv2.imshow(self.title, frame)
+        self.frames += 1
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.closed_by_user = True
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
+def open_sink(uri: str, fps: float):
+    if uri.startswith("display://"):
+        return WindowSink()
+    path = Path(uri)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoFileSink(path, fps)
+    if path.suffix:
+        raise ToolError(f"--output {uri}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), a folder, "
+                        "or display://0")
+    return ImageFolderSink(path)
