@@ -120,4 +120,8 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
         return OnnxRuntimeBackend(path, threads, providers)
     if path.suffix == ".pt":
         return TorchBackend(path, threads)
-    raise ToolError(f"--model {path}: expected an .onnx file or a .pt checkpoint")
+    if path.suffix == ".engine":
+        from deploy.tensorrt_backend import TensorRTBackend  # here: it imports this module
+
+        return TensorRTBackend(path)
+    raise ToolError(f"--model {path}: expected an .onnx file, a TensorRT .engine or a .pt checkpoint")

@@ -47,8 +47,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from models.cli import ToolError, run
+from models.engine_manifest import (  # the reading side lives in models/ so that deploy need not import export
+    MANIFEST_FIELDS,  # noqa: F401 (re-exported)
+    MANIFEST_FORMAT,
+    cache_key,
+    manifest_path,
+    manifest_problem,
+    read_manifest,
+)
 from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import MetadataError, ModelInfo, read_onnx_info
+from models.model_metadata import ModelInfo, read_onnx_info
 
 INPUT_NAME = "image"
 PRECISIONS = ("fp16", "int8")
@@ -56,9 +64,6 @@ PRECISIONS = ("fp16", "int8")
 TRT_INT8_SOURCES = ("int8-qat-qdq", "int8-trt-ptq")
 SHAPE_FLAGS = ("--min-shape", "--opt-shape", "--max-shape")
 DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default, stated so that it is part of the key
-MANIFEST_FORMAT = "roadseg-trt-engine/1"
-MANIFEST_FIELDS = ("format", "key", "components", "model", "onnx", "engine", "engine_bytes", "engine_sha256",
-                   "build_seconds", "created")
 # Bump when build_engine changes what it builds from the same inputs, so older cached engines are not reused.
 BUILD_RECIPE = 1
 ONNXRUNTIME_HINT = "use the .onnx with deploy/run.py (onnxruntime) instead"
@@ -149,17 +154,8 @@ class EngineSpec:
         return cache_key(self.components())
 
 
-def cache_key(components: dict) -> str:
-    canonical = json.dumps(components, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def manifest_path(engine_path: Path) -> Path:
-    return Path(engine_path).with_suffix(".json")
 
 
 def make_manifest(spec: EngineSpec, info: ModelInfo, onnx_path: Path, engine_path: Path, engine: bytes,
@@ -169,39 +165,6 @@ def make_manifest(spec: EngineSpec, info: ModelInfo, onnx_path: Path, engine_pat
             "model": info.to_props(), "onnx": str(onnx_path), "engine": Path(engine_path).name,
             "engine_bytes": len(engine), "engine_sha256": sha256_hex(engine), "build_seconds": round(build_seconds, 3),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def manifest_problem(manifest) -> str | None:
-    """What is wrong with a manifest, or None when it is sound."""
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        return f"format is not {MANIFEST_FORMAT}"
-    missing = [name for name in MANIFEST_FIELDS if name not in manifest]
-    if missing:
-        return f"lacks {', '.join(missing)}"
-    if not isinstance(manifest["components"], dict) or manifest["key"] != cache_key(manifest["components"]):
-        return "its key does not match its components"
-    if not isinstance(manifest["engine_bytes"], int) or not isinstance(manifest["model"], dict):
-        return "engine_bytes or model has the wrong type"
-    try:
-        ModelInfo.from_props(manifest["model"], where="model")
-    except MetadataError as err:
-        return str(err)
-    return None
-
-
-def read_manifest(path: str | Path) -> dict:
-    """The manifest beside an engine; a ToolError naming the file when it is missing or damaged."""
-    path = Path(path)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ToolError(f"{path}: cannot read engine manifest ({err.strerror or err})") from None
-    except ValueError as err:
-        raise ToolError(f"{path}: engine manifest is not valid JSON ({err})") from None
-    problem = manifest_problem(manifest)
-    if problem:
-        raise ToolError(f"{path}: damaged engine manifest ({problem}); delete it to rebuild the engine")
-    return manifest
 
 
 def write_manifest(path: str | Path, manifest: dict) -> Path:
@@ -501,6 +464,10 @@ def main(args: argparse.Namespace) -> int:
         raise ToolError(f"--dla-core: must be >= 0, got {args.dla_core}")
     info = read_onnx_info(args.model)
     check_precision(args.precision, info, args.model)
+    if args.precision == "int8":  # fail here, in one line, rather than deep in a GPU build
+        from export.qdq_check import require_qdq
+
+        require_qdq(args.model, allow_float_small_convs=info.precision == "int8-trt-ptq")
     profile = make_profile(info, args.min_shape, args.opt_shape, args.max_shape, args.max_batch)
     trt = import_tensorrt()
     gpu = cuda_gpu()

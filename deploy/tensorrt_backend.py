@@ -1,0 +1,322 @@
+"""TensorRT engine backend (.engine files from export/to_tensorrt.py): TensorRT 10 and NVIDIA's cuda-python.
+
+An engine runs only with the TensorRT version and on the GPU it was built for. The manifest beside it
+(``model.engine`` -> ``model.json``, models.engine_manifest) says which, and gives the input size,
+normalisation and labels; both are checked before the engine is deserialized, so a mismatch is one line
+naming both sides instead of TensorRT's own error. Tensors are bound by name ("image" in, "logits" out),
+device buffers grow with the batch shape and are reused, and every CUDA call's error code is checked.
+
+    with TensorRTBackend("runs/demo/trt/model.engine") as backend:
+        logits = backend.infer(batch)          # (N, 3, H, W) float32 -> (N, C, H, W) float32
+        backend.describe()                     # {"backend": "tensorrt", "tensorrt": "10.7.0", "gpu": ..., ...}
+
+tensorrt and cuda-python are imported only when an engine is opened: this module imports on any machine
+(and never imports torch or export/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploy.backends import Backend
+from models.cli import ToolError
+from models.engine_manifest import manifest_path, read_manifest
+from models.model_metadata import ModelInfo
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+REBUILD = "export/to_tensorrt.py"
+
+Shape = tuple[int, ...]
+ShapeProfile = tuple[Shape, Shape, Shape]  # (min, opt, max)
+
+
+class CudaError(ToolError):
+    """A CUDA runtime call failed; the message names the call and CUDA's error."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    compute_capability: str  # "8.7", as in the manifest
+    device: int = 0  # CUDA device index
+
+
+def format_shape(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+# checks (pure functions) -------------------------------------------------------------------------------
+def check_engine_compatible(manifest: dict, trt_version: str, gpu_name: str, compute_capability: str,
+                            where: str = "engine") -> None:
+    """A one-line ToolError unless the engine was built with this TensorRT version for this GPU.
+
+    TensorRT engines are specific to the TensorRT version and the GPU model they were built with.
+    """
+    components = manifest.get("components") or {}
+    built = {key: components.get(key) for key in ("tensorrt_version", "gpu_name", "compute_capability")}
+    missing = [key for key, value in built.items() if value in (None, "")]
+    if missing:
+        raise ToolError(f"{where}: its manifest does not say {', '.join(missing)}; rebuild it with {REBUILD}")
+    here = {"tensorrt_version": str(trt_version), "gpu_name": str(gpu_name),
+            "compute_capability": str(compute_capability)}
+    if {key: str(value) for key, value in built.items()} == here:
+        return
+    source = f" --model {manifest['onnx']}" if manifest.get("onnx") else ""
+    raise ToolError(f"{where}: built with TensorRT {built['tensorrt_version']} for {built['gpu_name']} "
+                    f"(sm {built['compute_capability']}); this machine has TensorRT {here['tensorrt_version']} "
+                    f"and {here['gpu_name']} (sm {here['compute_capability']}): rebuild it with {REBUILD}{source}")
+
+
+def check_input_shape(shape: Shape, profile: ShapeProfile, where: str = "engine") -> None:
+    """A one-line ToolError unless ``shape`` lies within the engine's profile (min <= shape <= max, per dimension)."""
+    low, opt, high = profile
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == len(low) and all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+        return
+    raise ToolError(f"{where}: input {INPUT_NAME!r} of shape {format_shape(shape)} is outside the engine's profile "
+                    f"(min {format_shape(low)}, opt {format_shape(opt)}, max {format_shape(high)}); "
+                    f"rebuild it with {REBUILD} --min-shape/--max-shape covering it")
+
+
+def check_engine_bytes(data: bytes, manifest: dict, where: str) -> None:
+    """The engine file must be the one its manifest describes (same sha256)."""
+    if hashlib.sha256(data).hexdigest() != manifest["engine_sha256"]:
+        raise ToolError(f"{where}: does not match its manifest {manifest_path(where)} (sha256 differs: another "
+                        f"engine or a damaged copy); rebuild it with {REBUILD}")
+
+
+def load_manifest(engine_path: Path, info: ModelInfo | None = None) -> tuple[dict | None, ModelInfo]:
+    """(manifest or None, model info). The manifest may be absent only when ``info`` is given."""
+    path = manifest_path(engine_path)
+    if not path.exists():
+        if info is not None:
+            return None, info
+        raise ToolError(f"{engine_path}: no engine manifest {path} beside it (it gives the TensorRT version, GPU, "
+                        f"input size, normalisation and labels); rebuild the engine with {REBUILD}")
+    manifest = read_manifest(path)
+    return manifest, info or ModelInfo.from_props(manifest["model"], str(path))
+
+
+# TensorRT and CUDA (imported only here) -----------------------------------------------------------------
+def import_tensorrt(where: str, onnx: str | None = None):
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as err:
+        source = f" ({onnx})" if onnx else ""
+        raise ToolError(f"{where}: running a TensorRT engine needs the tensorrt package, which is not available here "
+                        f"({' '.join(str(err).split())}); use the .onnx it was built from{source} with onnxruntime "
+                        "(deploy/run.py) instead, or install it on a machine with an NVIDIA GPU: "
+                        "pip install -e '.[tensorrt]'") from None
+    if int(trt.__version__.split(".")[0]) < 10:
+        raise ToolError(f"{where}: TensorRT {trt.__version__} is too old: this backend needs TensorRT >= 10")
+    return trt
+
+
+def import_cudart():
+    """NVIDIA's cuda-python runtime bindings (current layout, else the older one)."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            raise ToolError("running a TensorRT engine needs NVIDIA's cuda-python for device memory, which is not "
+                            "installed: pip install cuda-python (the version matching the driver's CUDA)") from None
+    return cudart
+
+
+def cuda_check(cudart, result, what: str):
+    """Unpack a cuda-python call's ``(err, *values)``: the value(s), or a CudaError naming ``what`` and the error."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        try:
+            name = cudart.cudaGetErrorName(err)[1].decode()
+            text = cudart.cudaGetErrorString(err)[1].decode()
+        except Exception:  # describing the error must not hide it
+            name, text = str(err), ""
+        raise CudaError(f"CUDA {what} failed: {name}" + (f" ({text})" if text else ""))
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def current_gpu(cudart) -> Gpu:
+    """The current CUDA device, named as export/to_tensorrt.py names it in the manifest."""
+    try:
+        device = cuda_check(cudart, cudart.cudaGetDevice(), "cudaGetDevice")
+        props = cuda_check(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    except CudaError as err:
+        raise CudaError(f"no usable CUDA GPU ({err}); a TensorRT engine runs only on the GPU it was built for: "
+                        "use the .onnx with onnxruntime instead") from None
+    name = props.name
+    if isinstance(name, bytes):
+        name = name.split(b"\0", 1)[0].decode(errors="replace")
+    return Gpu(str(name), f"{props.major}.{props.minor}", int(device))
+
+
+def make_logger(trt):
+    class Logger(trt.ILogger):
+        """TensorRT's warnings and errors on stderr; keeps the last error for our one-line messages."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.last_error = ""
+
+        def log(self, severity, msg):
+            text = " ".join(str(msg).split())
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.last_error = text
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                print(f"[TensorRT] {getattr(severity, 'name', severity)}: {text}", file=sys.stderr)
+
+    return Logger()
+
+
+class TensorRTBackend(Backend):
+    kind = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, info: ModelInfo | None = None):
+        self.path = Path(path)
+        where = str(self.path)
+        self._cudart = self._stream = self._context = self._engine = self._runtime = None
+        self._buffers: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, bytes allocated)
+        self._thread = threading.get_ident()  # the thread whose current CUDA device is the engine's
+        if not self.path.is_file():
+            raise ToolError(f"--model {self.path}: no such file")
+        self.manifest, self.info = load_manifest(self.path, info)
+        data = self.path.read_bytes()
+        if self.manifest is not None:
+            check_engine_bytes(data, self.manifest, where)
+
+        trt = import_tensorrt(where, self.manifest.get("onnx") if self.manifest else None)
+        self._cudart = cudart = import_cudart()
+        self.gpu = current_gpu(cudart)
+        self.tensorrt_version = trt.__version__
+        if self.manifest is not None:
+            check_engine_compatible(self.manifest, trt.__version__, self.gpu.name, self.gpu.compute_capability, where)
+
+        try:
+            self._load(trt, data, where)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, trt, data: bytes, where: str) -> None:
+        self._logger = make_logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise ToolError(f"{where}: TensorRT cannot deserialize it: {self._logger.last_error or 'see its log'}; "
+                            f"rebuild it with {REBUILD}")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [INPUT_NAME]:
+            raise ToolError(f"{where}: expected one input named {INPUT_NAME!r}, the engine has {inputs}")
+        if OUTPUT_NAME in self.outputs:
+            self.output_name = OUTPUT_NAME
+        elif len(self.outputs) == 1:
+            self.output_name = self.outputs[0]
+        else:
+            raise ToolError(f"{where}: expected an output named {OUTPUT_NAME!r}, the engine has {self.outputs}")
+        self.input_name = INPUT_NAME
+        self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        low, opt, high = engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        self.profile: ShapeProfile = tuple(tuple(int(d) for d in dims) for dims in (low, opt, high))
+
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise ToolError(f"{where}: TensorRT cannot create an execution context: "
+                            f"{self._logger.last_error or 'out of GPU memory?'}")
+        self._stream = cuda_check(self._cudart, self._cudart.cudaStreamCreate(), "cudaStreamCreate")
+
+    # inference ----------------------------------------------------------------------------------------
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer of at least ``nbytes`` for tensor ``name``, (re)allocated only when it must grow."""
+        ptr, allocated = self._buffers.get(name, (0, 0))
+        if nbytes > allocated:
+            if ptr:
+                del self._buffers[name]
+                cuda_check(self._cudart, self._cudart.cudaFree(ptr), "cudaFree")
+            ptr = cuda_check(self._cudart, self._cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes} bytes)")
+            self._buffers[name] = (ptr, nbytes)
+        return ptr
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._context is None:
+            raise ToolError(f"{self.path}: the TensorRT backend is closed")
+        cudart, context, where = self._cudart, self._context, str(self.path)
+        if threading.get_ident() != self._thread:  # the current device is per thread (deploy infers in a worker)
+            cuda_check(cudart, cudart.cudaSetDevice(self.gpu.device), f"cudaSetDevice({self.gpu.device})")
+            self._thread = threading.get_ident()
+        batch = np.ascontiguousarray(batch, dtype=self.dtypes[self.input_name])
+        check_input_shape(batch.shape, self.profile, where)
+        if not context.set_input_shape(self.input_name, batch.shape):
+            raise ToolError(f"{where}: TensorRT refused input shape {format_shape(batch.shape)}: "
+                            f"{self._logger.last_error}")
+        outputs = {}
+        for name in self.outputs:
+            shape = tuple(context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ToolError(f"{where}: TensorRT cannot infer the shape of {name!r} for input "
+                                f"{format_shape(batch.shape)} (got {shape})")
+            outputs[name] = np.empty(shape, dtype=self.dtypes[name])
+
+        input_ptr = self._device_buffer(self.input_name, batch.nbytes)
+        for name, host in outputs.items():
+            context.set_tensor_address(name, self._device_buffer(name, host.nbytes))
+        context.set_tensor_address(self.input_name, input_ptr)
+        cuda_check(cudart, cudart.cudaMemcpyAsync(input_ptr, batch.ctypes.data, batch.nbytes,
+                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream),
+                   "cudaMemcpyAsync (host to device)")
+        if not context.execute_async_v3(int(self._stream)):
+            raise ToolError(f"{where}: TensorRT inference failed: {self._logger.last_error or 'see its log'}")
+        logits = outputs[self.output_name]
+        cuda_check(cudart, cudart.cudaMemcpyAsync(logits.ctypes.data, self._buffers[self.output_name][0],
+                                                  logits.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                                                  self._stream), "cudaMemcpyAsync (device to host)")
+        cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        return logits.astype(np.float32, copy=False)
+
+    def describe(self) -> dict:
+        profile = {name: format_shape(shape) for name, shape in zip(("min", "opt", "max"), self.profile, strict=True)}
+        return {**super().describe(), "provider": f"TensorRT {self.tensorrt_version} on {self.gpu.name}",
+                "tensorrt": self.tensorrt_version, "gpu": self.gpu.name,
+                "compute_capability": self.gpu.compute_capability, "profile": profile}
+
+    # lifetime -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Free the device buffers and the stream, then the TensorRT objects. Idempotent."""
+        cudart, errors = self._cudart, []
+        for name, (ptr, _) in list(self._buffers.items()):
+            del self._buffers[name]
+            try:
+                cuda_check(cudart, cudart.cudaFree(ptr), "cudaFree")
+            except CudaError as err:
+                errors.append(err)
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                cuda_check(cudart, cudart.cudaStreamDestroy(stream), "cudaStreamDestroy")
+            except CudaError as err:
+                errors.append(err)
+        # context before engine before runtime, the order TensorRT requires
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> TensorRTBackend:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,234 @@
+"""deploy/tensorrt_backend.py: the checks before an engine is deserialized (manifest, engine bytes, TensorRT version
+and GPU, input profile) and the errors without TensorRT run on any machine; one real engine runs where TensorRT and a
+CUDA GPU exist, its logits compared with onnxruntime's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deploy.tensorrt_backend as trt_backend
+from deploy.backends import open_backend
+from deploy.tensorrt_backend import TensorRTBackend, check_engine_compatible, check_input_shape
+from export.to_tensorrt import make_manifest, write_manifest
+from models.cli import ToolError
+from models.engine_manifest import cache_key, manifest_path
+from tests.conftest import REPO_ROOT
+from tests.test_tensorrt_build import INFO, PROFILE, SPEC, tiny_onnx
+
+ENGINE_BYTES = b"a serialized engine, as far as these tests go"
+
+
+def one_line_error(caught: pytest.ExceptionInfo, *fragments: str) -> str:
+    message = str(caught.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """An engine file (not a real one) with a sound manifest beside it, as export/to_tensorrt.py writes them."""
+    path = tmp_path / "model.engine"
+    path.write_bytes(ENGINE_BYTES)
+    write_manifest(manifest_path(path), make_manifest(SPEC, INFO.with_changes(precision="fp16"),
+                                                      tmp_path / "model.onnx", path, ENGINE_BYTES, 1.0))
+    return path
+
+
+# imports -------------------------------------------------------------------------------------------------
+def test_module_imports_without_tensorrt_cuda_torch_or_export():
+    code = ("import deploy.tensorrt_backend, deploy.backends, sys; "
+            "roots = {name.split('.')[0] for name in sys.modules}; "
+            "assert not {'torch', 'tensorrt', 'cuda', 'export'} & roots, sorted(roots)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# TensorRT version and GPU -------------------------------------------------------------------------------------
+MANIFEST = {"components": SPEC.components(), "onnx": "runs/demo/model.onnx"}  # TensorRT 10.9.0, NVIDIA Orin, sm 8.7
+
+
+def test_same_tensorrt_and_gpu_is_compatible():
+    assert check_engine_compatible(MANIFEST, "10.9.0", "NVIDIA Orin", "8.7") is None
+
+
+@pytest.mark.parametrize(("here", "fragments"), [
+    (("10.7.0", "NVIDIA Orin", "8.7"), ("TensorRT 10.9.0 for NVIDIA Orin (sm 8.7)", "has TensorRT 10.7.0 and")),
+    (("10.9.0", "NVIDIA A100-SXM4-80GB", "8.0"), ("for NVIDIA Orin (sm 8.7)", "NVIDIA A100-SXM4-80GB (sm 8.0)")),
+    (("10.9.0", "NVIDIA Orin", "8.9"), ("(sm 8.7)", "(sm 8.9)")),
+])
+def test_another_tensorrt_or_gpu_is_one_line_naming_both(here, fragments):
+    with pytest.raises(ToolError) as caught:
+        check_engine_compatible(MANIFEST, *here, where="trt/model.engine")
+    one_line_error(caught, "trt/model.engine: built with", *fragments,
+                   "rebuild it with export/to_tensorrt.py --model runs/demo/model.onnx")
+
+
+def test_a_manifest_without_the_build_machine_is_an_error():
+    components = {k: v for k, v in SPEC.components().items() if k != "gpu_name"}
+    with pytest.raises(ToolError) as caught:
+        check_engine_compatible({"components": components}, "10.9.0", "NVIDIA Orin", "8.7", where="m.engine")
+    one_line_error(caught, "m.engine", "gpu_name")
+
+
+# input profile ---------------------------------------------------------------------------------------------
+def test_shapes_within_the_profile_pass():
+    for shape in (PROFILE.min, PROFILE.opt, PROFILE.max, (2, 3, 48, 96)):
+        check_input_shape(shape, PROFILE.shapes(), "m.engine")
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 64, 128), (1, 3, 64, 256), (1, 3, 16, 64), (1, 1, 64, 128), (3, 64, 128)])
+def test_shapes_outside_the_profile_name_shape_and_profile(shape):
+    with pytest.raises(ToolError) as caught:
+        check_input_shape(shape, PROFILE.shapes(), "m.engine")
+    one_line_error(caught, "m.engine", "x".join(map(str, shape)), "min 1x3x32x64, opt 1x3x64x128, max 2x3x64x128",
+                   "export/to_tensorrt.py")
+
+
+# manifest and engine file, checked before TensorRT is needed --------------------------------------------------
+def test_missing_engine_is_one_line(tmp_path):
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(tmp_path / "absent.engine")
+    one_line_error(caught, "absent.engine", "no such file")
+
+
+def test_missing_manifest_is_one_line(engine):
+    manifest_path(engine).unlink()
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine)
+    one_line_error(caught, str(manifest_path(engine)), "no engine manifest", "input size", "export/to_tensorrt.py")
+
+
+def test_missing_manifest_is_accepted_with_explicit_info(engine):
+    manifest, info = trt_backend.load_manifest(engine, INFO)
+    assert manifest is not None and info is INFO  # a manifest is still read (for the checks) when present
+    manifest_path(engine).unlink()
+    assert trt_backend.load_manifest(engine, INFO) == (None, INFO)
+
+
+def test_manifest_gives_the_model_info(engine):
+    manifest, info = trt_backend.load_manifest(engine)
+    assert manifest["components"]["gpu_name"] == "NVIDIA Orin"
+    assert (info.input_size, info.mean, info.precision) == ((64, 128), (0.5, 0.5, 0.5), "fp16")
+
+
+@pytest.mark.parametrize(("damage", "fragment"), [
+    (lambda text: text[: len(text) // 2], "not valid JSON"),
+    (lambda text: json.dumps({**json.loads(text), "model": {}}), "roadseg-model/1"),
+    (lambda text: text.replace('"gpu_name": "NVIDIA Orin"', '"gpu_name": "NVIDIA Thor"', 1), "key does not match"),
+])
+def test_damaged_manifest_is_one_line(engine, damage, fragment):
+    path = manifest_path(engine)
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine)
+    one_line_error(caught, str(path), fragment)
+
+
+def test_engine_that_is_not_the_manifests_is_one_line(engine):
+    engine.write_bytes(ENGINE_BYTES + b"!")
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine)
+    one_line_error(caught, str(engine), "does not match its manifest", "export/to_tensorrt.py")
+
+
+# without TensorRT or cuda-python ------------------------------------------------------------------------------
+def test_open_backend_of_an_engine_without_tensorrt_points_to_onnxruntime(engine, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError, installed or not
+    with pytest.raises(ToolError) as caught:
+        open_backend(engine)
+    one_line_error(caught, str(engine), "tensorrt package", "onnxruntime", str(engine.parent / "model.onnx"))
+
+
+def test_other_suffixes_name_the_engine_among_those_accepted(tmp_path):
+    with pytest.raises(ToolError) as caught:
+        open_backend(tmp_path / "model.plan")
+    one_line_error(caught, "model.plan", ".onnx", ".engine", ".pt")
+
+
+def test_without_cuda_python_the_error_says_how_to_install_it(monkeypatch):
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ToolError) as caught:
+        trt_backend.import_cudart()
+    one_line_error(caught, "cuda-python", "pip install cuda-python")
+
+
+def test_cuda_errors_are_one_line_naming_the_call():
+    try:
+        cudart = trt_backend.import_cudart()
+    except ToolError as err:
+        pytest.skip(str(err))
+    assert trt_backend.cuda_check(cudart, (cudart.cudaError_t.cudaSuccess, 1234), "cudaMalloc") == 1234
+    assert trt_backend.cuda_check(cudart, (cudart.cudaError_t.cudaSuccess,), "cudaFree") is None
+    with pytest.raises(trt_backend.CudaError) as caught:
+        trt_backend.cuda_check(cudart, (cudart.cudaError_t.cudaErrorMemoryAllocation, None), "cudaMalloc(64 bytes)")
+    one_line_error(caught, "CUDA cudaMalloc(64 bytes) failed: cudaErrorMemoryAllocation")
+
+
+def test_current_gpu_names_the_device_or_says_why_not():
+    try:
+        cudart = trt_backend.import_cudart()
+    except ToolError as err:
+        pytest.skip(str(err))
+    try:
+        gpu = trt_backend.current_gpu(cudart)
+    except ToolError as caught:  # this machine: no GPU, or no driver for this cuda-python
+        assert "\n" not in str(caught) and "no usable CUDA GPU (CUDA cudaGetDevice failed: cudaError" in str(caught)
+        assert "onnxruntime" in str(caught)
+    else:
+        assert gpu.name and gpu.compute_capability.replace(".", "").isdigit()
+
+
+# a real engine ------------------------------------------------------------------------------------------------
+def test_real_fp16_engine_matches_onnxruntime(tmp_path):
+    trt = pytest.importorskip("tensorrt", exc_type=ImportError)
+    import onnxruntime as ort
+
+    import export.to_tensorrt as trt_export
+
+    gpu, reason = trt_export.gpu_from_cuda_python()
+    if gpu is None:
+        pytest.skip(f"needs a CUDA GPU ({reason})")
+    onnx_path = tiny_onnx(tmp_path / "model.onnx")
+    engine_path = tmp_path / "model.fp16.engine"
+    args = trt_export.get_args_parser().parse_args(["--model", str(onnx_path), "--precision", "fp16", "--engine",
+                                                    str(engine_path), "--max-shape", "2x3x64x128"])
+    assert trt_export.main(args) == 0
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    with open_backend(engine_path) as backend:
+        assert isinstance(backend, TensorRTBackend)
+        description = backend.describe()
+        assert description["backend"] == "tensorrt" and description["precision"] == "fp16"
+        assert description["tensorrt"] == trt.__version__ and description["gpu"] == gpu.name
+        assert description["profile"] == {"min": "1x3x32x64", "opt": "1x3x64x128", "max": "2x3x64x128"}
+        assert backend.info.input_size == (64, 128)
+        # small, then larger (the buffers grow), then small again (they are reused)
+        for shape in [(1, 3, 32, 64), (2, 3, 64, 128), (1, 3, 48, 96)]:
+            batch = rng.standard_normal(shape, dtype=np.float32)
+            logits = backend.infer(batch)
+            expected = session.run(None, {"image": batch})[0]
+            assert logits.dtype == np.float32 and logits.shape == expected.shape == (shape[0], 2, *shape[2:])
+            np.testing.assert_allclose(logits, expected, atol=1e-2, rtol=1e-2)
+        with pytest.raises(ToolError) as caught:
+            backend.infer(np.zeros((3, 3, 64, 128), np.float32))
+        one_line_error(caught, "3x3x64x128", "max 2x3x64x128")
+    with pytest.raises(ToolError, match="closed"):
+        backend.infer(np.zeros((1, 3, 64, 128), np.float32))
+
+    # the same engine, its manifest claiming another TensorRT version: refused before deserializing
+    manifest = json.loads(manifest_path(engine_path).read_text())
+    manifest["components"]["tensorrt_version"] = "10.0.0-other"
+    manifest["key"] = cache_key(manifest["components"])
+    write_manifest(manifest_path(engine_path), manifest)
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine_path)
+    one_line_error(caught, "built with TensorRT 10.0.0-other", f"this machine has TensorRT {trt.__version__}")
