@@ -35,6 +35,24 @@ demo: $(STAMP)
 	echo "== prune half the channels (torch-pruning), fine-tune briefly with distillation"; \
 	$(PY) compress/prune.py --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
 		--out $(DEMO_RUN)/pruned --ratio 0.5 --final-epochs 3 --distill kl --lr 1e-3 --threads 2; \
+	echo "== INT8 quantization-aware training (ModelOpt), one short epoch"; \
+	$(PY) compress/qat.py --ckpt $(DEMO_RUN)/pruned/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
+		--out $(DEMO_RUN)/qat --epochs 1 --lr 1e-4 --calib-images 32; \
+	echo "== export FP32 and QAT INT8 (Q/DQ) ONNX, each behind the parity gate"; \
+	for ckpt in pruned qat; do \
+		$(PY) export/to_onnx.py --ckpt $(DEMO_RUN)/$$ckpt/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
+			--out $(DEMO_RUN)/onnx; \
+	done; \
+	echo "== post-training INT8 for onnxruntime (the baseline QAT must beat), parity gate against FP32"; \
+	$(PY) export/quantize_onnx.py --model $(DEMO_RUN)/onnx/model_fp32.onnx --target onnxruntime \
+		--dataset synthetic --data-path $(DEMO_DATA) --threads 2; \
+	echo "== TensorRT engine (GPU machines only)"; \
+	$(PY) export/to_tensorrt.py --model $(DEMO_RUN)/onnx/model_int8_qat.onnx --precision int8 \
+		--out $(DEMO_RUN)/trt || echo "   TensorRT step skipped: see the reason above"; \
+	echo "== benchmark: every ONNX file in one run (onnxruntime CPU, model only) with synthetic val road IoU"; \
+	$(PY) deploy/benchmark.py --model $(DEMO_RUN)/onnx/model_fp32.onnx $(DEMO_RUN)/onnx/model_int8_ort.onnx \
+		$(DEMO_RUN)/onnx/model_int8_qat.onnx --dataset synthetic --data-path $(DEMO_DATA) --threads 2 \
+		--runs 20 --out $(DEMO_RUN)/bench; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s; reports under $(DEMO_RUN)/"
 
 test: $(STAMP)
