@@ -197,7 +197,7 @@ class Pipeline:
 
     def live_stats(self) -> dict:
         model, e2e = self.running_fps()
-        stats = {"frames": len(self.done) + 1, "model_fps": model, "end_to_end_fps": e2e, "dropped": self.dropped,
+        stats = {"frames": len(self.done) + 1, "model_fps": model, "e2e_fps": e2e, "dropped": self.dropped,
                  "backend": self.backend.kind, "precision": self.backend.info.precision}
         if self.labelled:
             stats["road_iou"] = road_metrics(self.cm)["road_iou"]
