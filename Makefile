@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[dev,trt-ptq]'
+	$(PY) -m pip install --quiet -e '.[train,dev,trt-ptq]'
 	touch $(STAMP)
 
 # The demo starts from a clean $(DEMO_RUN) each time (it holds nothing but demo output).

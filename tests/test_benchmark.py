@@ -91,3 +91,13 @@ def test_benchmark_errors(two_models, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     assert_one_line_error(run_script("deploy/benchmark.py", "--model", tmp_path / "junk.onnx"), "junk.onnx",
                           "cannot load")
+
+
+def test_deploy_install_pulls_no_torch():
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    runtime = project["dependencies"] + project["optional-dependencies"]["deploy"]
+    names = {req.split(">")[0].split("=")[0].split("[")[0].strip().lower() for req in runtime}
+    assert {"onnxruntime", "opencv-python", "numpy"} <= names
+    assert not names & {"torch", "torchvision", "torch-pruning", "nvidia-modelopt", "onnx", "onnxslim"}
