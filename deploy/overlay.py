@@ -7,6 +7,8 @@ the status line (model FPS, end-to-end FPS, running road IoU).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -14,9 +16,18 @@ MODES = ("blend", "mask", "side")
 ROAD_BGR = (255, 0, 255)  # magenta: visible on asphalt, vegetation and sky alike
 
 
+@functools.lru_cache(maxsize=4)
+def _plane(shape: tuple[int, ...], colour: tuple[int, int, int]) -> np.ndarray:
+    """A frame-sized plane of one colour, made once per frame size (filling it costs more than blending)."""
+    plane = np.empty(shape, np.uint8)
+    plane[:] = colour
+    plane.flags.writeable = False
+    return plane
+
+
 def blend(frame: np.ndarray, road: np.ndarray, alpha: float, colour=ROAD_BGR) -> np.ndarray:
     """Road pixels become (1 - alpha) * frame + alpha * colour; all others keep the frame's value."""
-    mixed = cv2.addWeighted(frame, 1.0 - alpha, np.full_like(frame, colour), alpha, 0.0)
+    mixed = cv2.addWeighted(frame, 1.0 - alpha, _plane(frame.shape, tuple(colour)), alpha, 0.0)
     out = frame.copy()
     cv2.copyTo(mixed, road.view(np.uint8), out)
     return out

@@ -30,9 +30,12 @@ def preprocess(rgb: np.ndarray, input_size: tuple[int, int], mean: Sequence[floa
     """An RGB uint8 HxWx3 frame -> a normalised (1, 3, H, W) float32 batch at ``input_size``."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB frame, got shape {rgb.shape}")
-    image = resize_image(rgb, input_size).astype(np.float32) * (1.0 / 255.0)
-    image = (image - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+    batch = cv2.dnn.blobFromImage(resize_image(rgb, input_size))  # float32 NCHW, laid out in C++
+    # (x / 255 - mean) / std as one multiply-add per pixel
+    scale = 1.0 / (255.0 * np.asarray(std, np.float32))
+    batch *= scale[None, :, None, None]
+    batch -= (np.asarray(mean, np.float32) / np.asarray(std, np.float32))[None, :, None, None]
+    return batch
 
 
 def logits_to_classes(logits: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

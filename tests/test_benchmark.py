@@ -94,7 +94,7 @@ def test_benchmark_errors(two_models, tmp_path):
 
 
 def test_deploy_install_pulls_no_torch():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     runtime = project["dependencies"] + project["optional-dependencies"]["deploy"]
