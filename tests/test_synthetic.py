@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
-from train.make_synthetic import frame_paths, get_args_parser, main, render_frame, write_dataset
+from train.dataset_layouts import find_samples, read_road_mask
+from train.make_synthetic import (
+    drive_frame_paths,
+    frame_paths,
+    get_args_parser,
+    main,
+    render_drive,
+    render_frame,
+    write_dataset,
+    write_drive,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 128
@@ -163,4 +173,138 @@ def test_bad_arguments_name_the_option(tmp_path, args, kwargs, flag):
     good = {"num_train": 1, "num_val": 0, "height": 64, "width": 64, "seed": 0}
     with pytest.raises(ValueError, match=flag):
         write_dataset(out, **{**good, **kwargs})
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Drives: one world seen from a camera moving along the road, as a video plus labelled frames.
+# --------------------------------------------------------------------------------------------------
+
+DRIVE_FRAMES = 12
+DRIVE_SEED = 4
+
+
+def _read_video(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drive")
+    return root, write_drive(root, DRIVE_FRAMES, H, W, seed=DRIVE_SEED, fps=10.0)
+
+
+def test_drive_video_holds_every_frame_in_order(drive):
+    root, result = drive
+    assert result["video"] == str(root / "drive.mp4")
+    assert (result["frames"], result["size"], result["fps"]) == (DRIVE_FRAMES, [H, W], 10.0)
+    assert sorted(p.name for p in root.iterdir()) == ["drive.mp4", "gtFine", "leftImg8bit"]  # no temp file left
+    frames = _read_video(root / "drive.mp4")
+    assert len(frames) == DRIVE_FRAMES
+    assert all(frame.shape == (H, W, 3) for frame in frames)
+    # The video is lossy, but each of its frames is nearest to the PNG frame of the same index.
+    pngs = [cv2.imread(path).astype(np.float32) for path in result["images"]]
+    for idx, frame in enumerate(frames):
+        errors = [np.abs(frame - png).mean() for png in pngs]
+        assert int(np.argmin(errors)) == idx, errors
+
+
+def test_drive_frames_are_a_cityscapes_val_split_in_video_order(drive):
+    root, result = drive
+    samples = find_samples("cityscapes", root, "val")
+    expected = [drive_frame_paths(root, idx) for idx in range(DRIVE_FRAMES)]
+    assert [(s.image, s.label) for s in samples] == expected
+    assert [str(s.image) for s in samples] == result["images"]
+    assert [str(s.label) for s in samples] == result["labels"]
+    assert [s.frame_id for s in samples] == [f"drive_000000_{idx:06d}" for idx in range(DRIVE_FRAMES)]
+    assert samples[0].image == root / "leftImg8bit/val/drive/drive_000000_000000_leftImg8bit.png"
+    assert samples[0].label == root / "gtFine/val/drive/drive_000000_000000_gtFine_labelIds.png"
+    # The files hold exactly the rendered drive, and the road is in view all along it.
+    for sample, (rgb, ids) in zip(samples, render_drive(DRIVE_SEED, DRIVE_FRAMES, H, W), strict=True):
+        image = cv2.imread(str(sample.image), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), rgb)
+        assert np.array_equal(_read_label(sample.label), ids)
+        assert (read_road_mask(sample.label, "cityscapes", (H, W)) == 1).mean() > 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_drive_is_temporally_coherent(seed):
+    frames = list(render_drive(seed, 8, H, W))
+    rgb = [frame.astype(np.float32) for frame, _ in frames]
+    labels = [ids for _, ids in frames]
+    consecutive = np.mean([np.abs(a - b).mean() for a, b in zip(rgb[:-1], rgb[1:], strict=True)])
+    scenes = [render_frame(seed, "val", idx, H, W)[0].astype(np.float32) for idx in range(4)]
+    independent = np.mean([np.abs(a - b).mean() for a, b in zip(scenes[:-1], scenes[1:], strict=True)])
+    # Over seeds 0-5 consecutive drive frames differed 7-14x less than independent scenes (64x128).
+    assert consecutive < 0.5 * independent, (consecutive, independent)
+    assert all((a == b).mean() > 0.8 for a, b in zip(labels[:-1], labels[1:], strict=True))
+    # ...and it is not a still: the camera moves, so labels change along the drive.
+    assert (labels[0] != labels[-1]).mean() > 0.005
+
+
+def test_drive_is_deterministic_per_seed():
+    first = list(render_drive(6, 3, H, W))
+    again = list(render_drive(6, 3, H, W))
+    other = next(render_drive(7, 3, H, W))
+    for (rgb_a, ids_a), (rgb_b, ids_b) in zip(first, again, strict=True):
+        assert np.array_equal(rgb_a, rgb_b) and np.array_equal(ids_a, ids_b)
+    assert not np.array_equal(first[0][1], other[1])
+
+
+def test_drive_reports_a_video_writer_that_does_not_open(tmp_path, monkeypatch):
+    class ClosedWriter:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return False
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", ClosedWriter)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="mp4v"):
+        write_drive(out, 2, H, W, seed=0)
+    assert list(out.iterdir()) == []  # the temporary video is removed, no frame was written
+
+
+def test_cli_writes_a_drive(tmp_path, capsys):
+    out = tmp_path / "drive"
+    args = ["--drive", "--out", str(out), "--num", "3", "--size", "48", "96", "--seed", "2", "--fps", "5"]
+    assert main(get_args_parser().parse_args(args)) == 0
+    assert len(_read_video(out / "drive.mp4")) == 3
+    assert _read_label(drive_frame_paths(out, 2)[1]).shape == (48, 96)
+    assert not (out / "leftImg8bit" / "train").exists()
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "3-frame drive" in last_line and str(out / "drive.mp4") in last_line
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--drive", "--num-val", "2"], "--num-val"),
+        (["--drive", "--fps", "0"], "--fps"),
+        (["--fps", "5"], "--fps"),
+        (["--drive", "--size", "64", "127"], "--size"),
+        (["--drive", "--num", "0"], "--num"),
+    ],
+)
+def test_bad_drive_arguments_name_the_option(tmp_path, args, flag):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(get_args_parser().parse_args(["--out", str(out), *args]))
+    message = str(exc.value.code)
+    assert flag in message and "\n" not in message
+    with pytest.raises(ValueError, match="--fps"):
+        write_drive(out, 2, H, W, seed=0, fps=float("nan"))
     assert not out.exists()

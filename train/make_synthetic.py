@@ -17,12 +17,30 @@ parking, static, ground) appear on many frames so that downstream ignore handlin
 
 Each frame's random stream is derived from ``(seed, split, index)`` only, so a frame is byte-identical
 whatever ``--num`` is and however many times it is written.
+
+A *drive* (``render_drive``, ``write_drive``) is one such world seen from a camera moving forward along
+the road (things approach and pass, lane dashes stream by, the curvature drifts), for demo videos:
+
+    python train/make_synthetic.py --drive --out DIR --num N --size H W --seed S [--fps F]
+
+writes ``DIR/drive.mp4`` ('mp4v', ``F`` fps, default 15) and its frames with labels as one Cityscapes
+sequence, in split ``val`` (the dataset readers know only train/val/test) and city ``drive``:
+
+    DIR/leftImg8bit/val/drive/drive_000000_{frame:06d}_leftImg8bit.png
+    DIR/gtFine/val/drive/drive_000000_{frame:06d}_gtFine_labelIds.png
+
+so that ``find_samples("cityscapes", DIR, "val")`` lists them in video order.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
@@ -38,6 +56,14 @@ SEQUENCE_FRAME = "000019"  # Cityscapes annotates frame 19 of each snippet; keep
 SPLIT_IDS = {"train": 0, "val": 1}
 MIN_SIZE = 32
 MAX_SIZE = 8192
+# A drive (write_drive) is its own random stream next to the splits', and is written as one Cityscapes
+# sequence in split "val" (the dataset reader knows only train/val/test) under the city "drive".
+DRIVE_STREAM = 2
+DRIVE_SPLIT = "val"
+DRIVE_CITY = "drive"
+DRIVE_VIDEO = "drive.mp4"
+DRIVE_SPEED = 0.8  # metres per frame: about 43 km/h at 15 fps
+MAX_DRIVE_FRAMES = 999_999  # six digits of frame number in the file names
 
 ROAD = name2label["road"].id
 SIDEWALK = name2label["sidewalk"].id
@@ -100,20 +126,37 @@ class Camera:
     road_offset: float  # lateral metres from the camera to the road centre
     bend2: float  # quadratic / cubic bend of the centreline, in image widths at the horizon
     bend3: float
+    # A drive: world depth z is seen at distance z - travel; the world is laid out `reach` metres past
+    # what a still scene (travel = reach = 0) holds, so that what comes into view is already there.
+    travel: float = 0.0
+    reach: float = 0.0
 
     @property
-    def z_near(self) -> float:
+    def near(self) -> float:
         # Geometry starts below the frame so that near shapes reach past the bottom edge.
         return self.z0 / 1.6
 
     @property
-    def z_far(self) -> float:
+    def far(self) -> float:
         return self.z0 / 0.015
+
+    @property
+    def z_near(self) -> float:
+        """World depth of the nearest ground drawn now (``near`` and ``far`` are distances from the camera)."""
+        return self.travel + self.near
+
+    @property
+    def z_far(self) -> float:
+        return self.travel + self.far
 
     def project(self, z, lat, up=0.0) -> np.ndarray:
         """World (depth, lateral from road centre, height), metres -> image (x, y), shape (..., 2)."""
-        t = self.z0 / np.maximum(z, 1e-3)  # 1 at the bottom row, 0 at the horizon
+        t = self.z0 / np.maximum(np.subtract(z, self.travel), 1e-3)  # 1 at the bottom row, 0 at the horizon
         d = 1.0 - t
+        if self.reach:
+            # A drive brings things right up to the camera, where the bend (fitted to the visible ground)
+            # would grow without bound; the road runs straight on below the bottom row instead.
+            d = np.maximum(d, 0.0)
         scale = self.px_per_m * t
         bend = self.width * d * d * (self.bend2 + self.bend3 * d)
         x = self.vanish_x + bend + scale * np.add(lat, self.road_offset)
@@ -125,10 +168,18 @@ class Camera:
 
     def depths(self, z_a: float, z_b: float, n: int) -> np.ndarray:
         """Depths between z_a and z_b spaced evenly in image rows, where curvature shows."""
-        return self.z0 / np.linspace(self.z0 / z_a, self.z0 / z_b, n)
+        return self.travel + self.z0 / np.linspace(self.z0 / (z_a - self.travel), self.z0 / (z_b - self.travel), n)
 
     def px(self, metres: float, z: float) -> float:
-        return metres * self.px_per_m * self.z0 / z
+        return metres * self.px_per_m * self.z0 / (z - self.travel)
+
+
+def _laps(cam: Camera, span: float) -> int:
+    """How many stretches of road ``span`` metres long a drive sees things scattered over (1 for a still scene).
+
+    Things scattered over a stretch ahead of the camera are scattered again, independently, over each
+    following stretch, offset by ``lap * span``, so that a drive keeps meeting new ones."""
+    return 1 + int(np.ceil(cam.reach / span))
 
 
 def ground_strip(cam: Camera, lat_a: float, lat_b: float, z_a: float, z_b: float, n: int = 24) -> np.ndarray:
@@ -143,7 +194,7 @@ def ground_polygon(cam: Camera, corners, n: int = 6) -> np.ndarray:
         s = (np.arange(n) / n)[None, :, None]
         pts = (pts[:, None, :] * (1 - s) + np.roll(pts, -1, axis=0)[:, None, :] * s).reshape(-1, 2)
     # Clamping depth keeps points that lie behind the camera far below the frame instead of mirrored.
-    return cam.project(np.maximum(pts[:, 0], cam.z0 / 2), pts[:, 1])
+    return cam.project(np.maximum(pts[:, 0], cam.travel + cam.z0 / 2), pts[:, 1])
 
 
 def upright_rect(cam: Camera, z: float, lat_a: float, lat_b: float, up_a: float, up_b: float) -> np.ndarray:
@@ -353,10 +404,13 @@ def draw_sides(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: Road
             canvas.fill(ground_strip(cam, s * side.inner, s * side.walk_at, z_a, z_b),
                         road.colour * rng.uniform(0.9, 1.1), PARKING)
             # Bay separators keep the parking label, as in Cityscapes.
-            first, gap = cam.z_near + rng.uniform(0, 5), rng.uniform(4.5, 6.0)
+            first, gap = cam.near + rng.uniform(0, 5), rng.uniform(4.5, 6.0)
+            end = min(cam.far, cam.z0 * 25)
+            zs = np.arange(first, end + cam.reach, gap)
+            zs = zs[(zs + 0.15 > cam.z_near) & (zs < cam.travel + end)]  # those in view now
             bays = [ground_polygon(cam, [(z, s * side.inner), (z + 0.15, s * side.inner),
                                          (z + 0.15, s * side.walk_at), (z, s * side.walk_at)], n=2)
-                    for z in np.arange(first, min(cam.z_far, cam.z0 * 25), gap)]
+                    for z in zs]
             canvas.fill_disjoint(bays, (200, 200, 195), PARKING)
         if side.curb:
             canvas.fill(ground_strip(cam, s * side.walk_at, s * (side.walk_at + side.curb), z_a, z_b),
@@ -367,26 +421,30 @@ def draw_sides(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: Road
         outer = side.back_at if side.backdrop != "open" else side.back_at + 60.0
         if outer > side.verge_at:
             canvas.fill(ground_strip(cam, s * side.verge_at, s * outer, z_a, z_b), terrain, TERRAIN)
-            for _ in range(int(rng.integers(0, 3)) if side.verge > 0.8 else 0):
-                # Bare-earth patches in the grass: an ignored class next to terrain.
-                zc = cam.z0 * rng.uniform(1.2, 8.0)
-                lat = s * (side.verge_at + rng.uniform(0, max(outer - side.verge_at - 0.5, 0.5)))
-                span, wide = rng.uniform(2, 8), rng.uniform(0.5, 2.5)
-                canvas.fill(ground_polygon(cam, [(zc, lat), (zc + span, lat), (zc + span, lat + s * wide),
-                                                 (zc, lat + s * wide)]),
-                            _jitter(rng, (135, 115, 85), 6), GROUND)
+            stretch = cam.z0 * 6.8
+            for lap in range(_laps(cam, stretch) if side.verge > 0.8 else 0):
+                for _ in range(int(rng.integers(0, 3))):
+                    # Bare-earth patches in the grass: an ignored class next to terrain.
+                    zc = lap * stretch + cam.z0 * rng.uniform(1.2, 8.0)
+                    lat = s * (side.verge_at + rng.uniform(0, max(outer - side.verge_at - 0.5, 0.5)))
+                    span, wide = rng.uniform(2, 8), rng.uniform(0.5, 2.5)
+                    canvas.fill(ground_polygon(cam, [(zc, lat), (zc + span, lat), (zc + span, lat + s * wide),
+                                                     (zc, lat + s * wide)]),
+                                _jitter(rng, (135, 115, 85), 6), GROUND)
 
 
 def draw_road(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: Road) -> None:
     r = road.half_width
     canvas.fill(ground_strip(cam, -r, r, cam.z_near, cam.z_far), road.colour, ROAD)
     # Repair patches and wet stains change the colour but not the class.
-    for _ in range(int(rng.integers(0, 4))):
-        zc, lat = cam.z0 * rng.uniform(1.0, 6.0), rng.uniform(-r, r)
-        span, wide = rng.uniform(1.5, 10), rng.uniform(0.8, 3.5)
-        lat_a, lat_b = np.clip([lat - wide / 2, lat + wide / 2], -r, r)
-        canvas.fill(ground_polygon(cam, [(zc, lat_a), (zc + span, lat_a), (zc + span, lat_b), (zc, lat_b)]),
-                    road.colour * rng.uniform(0.78, 1.15), ROAD)
+    stretch = cam.z0 * 5.0
+    for lap in range(_laps(cam, stretch)):
+        for _ in range(int(rng.integers(0, 4))):
+            zc, lat = lap * stretch + cam.z0 * rng.uniform(1.0, 6.0), rng.uniform(-r, r)
+            span, wide = rng.uniform(1.5, 10), rng.uniform(0.8, 3.5)
+            lat_a, lat_b = np.clip([lat - wide / 2, lat + wide / 2], -r, r)
+            canvas.fill(ground_polygon(cam, [(zc, lat_a), (zc + span, lat_a), (zc + span, lat_b), (zc, lat_b)]),
+                        road.colour * rng.uniform(0.78, 1.15), ROAD)
 
 
 def draw_markings(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: Road) -> None:
@@ -397,7 +455,8 @@ def draw_markings(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: R
     white = _mix(road.colour, (235, 235, 230), wear)
     yellow = _mix(road.colour, (225, 185, 60), wear)
     width = rng.uniform(0.1, 0.2)
-    z_a, z_b = cam.z_near, min(cam.z_far, cam.z0 * 40)
+    far_end = min(cam.far, cam.z0 * 40)
+    z_a, z_b = cam.z_near, cam.travel + far_end
     for s in (-1, 1):
         if rng.random() < 0.6:
             edge = s * (r - 0.3)
@@ -410,16 +469,19 @@ def draw_markings(canvas: Canvas, rng: np.random.Generator, cam: Camera, road: R
         if 2 * i == road.lanes and rng.random() < 0.3:  # solid centre line
             canvas.fill(ground_strip(cam, lat - width / 2, lat + width / 2, z_a, z_b), colour, ROAD)
             continue
-        starts = np.arange(z_a + rng.uniform(0, period), z_b, period)
+        starts = np.arange(cam.near + rng.uniform(0, period), far_end + cam.reach, period)
+        starts = starts[(starts + dash * period > z_a) & (starts < z_b)]  # those in view now
         dashes = [ground_polygon(cam, [(z, lat - width / 2), (z + dash * period, lat - width / 2),
                                        (z + dash * period, lat + width / 2), (z, lat + width / 2)], n=1)
                   for z in starts]
         canvas.fill_disjoint(dashes, colour, ROAD)
-    if rng.random() < 0.15:  # zebra crossing
-        zc = cam.z0 * rng.uniform(1.3, 5.0)
-        bars = [ground_polygon(cam, [(zc, lat), (zc + 3.5, lat), (zc + 3.5, lat + 0.5), (zc, lat + 0.5)], n=2)
-                for lat in np.arange(-r + 0.4, r - 0.5, 1.0)]
-        canvas.fill_disjoint(bars, white, ROAD)
+    stretch = cam.z0 * 3.7
+    for lap in range(_laps(cam, stretch)):
+        if rng.random() < 0.15:  # zebra crossing
+            zc = lap * stretch + cam.z0 * rng.uniform(1.3, 5.0)
+            bars = [ground_polygon(cam, [(zc, lat), (zc + 3.5, lat), (zc + 3.5, lat + 0.5), (zc, lat + 0.5)], n=2)
+                    for lat in np.arange(-r + 0.4, r - 0.5, 1.0)]
+            canvas.fill_disjoint(bars, white, ROAD)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -569,31 +631,52 @@ class Box:
                     self.colour, STATIC)
 
 
+def lane_paces(rng: np.random.Generator, cam: Camera, road: Road) -> np.ndarray:
+    """A drive's traffic speed per lane as a fraction of the camera's: the camera overtakes the other
+    lanes, and its own lane drives a little faster than it, so nothing ever runs into the camera."""
+    paces = rng.uniform(0.35, 0.9, road.lanes)
+    own = (road.lanes * road.lane_width / 2 - cam.road_offset) // road.lane_width
+    paces[int(np.clip(own, 0, road.lanes - 1))] = rng.uniform(1.0, 1.1)
+    return paces
+
+
 def sample_cars(rng: np.random.Generator, cam: Camera, road: Road, sides: list[Side]) -> list[Car]:
-    cars: list[Car] = []
+    """Moving traffic and parked cars. A car's depth is where it starts plus ``pace * cam.travel``; a
+    still scene has every pace 0. Cars in one lane share its pace, so their gaps never close."""
+    paces = lane_paces(rng, cam, road) if cam.reach else np.zeros(road.lanes)
     slots = []
-    for _ in range(int(rng.integers(0, 5))):  # moving traffic in the lanes
-        lane = rng.integers(road.lanes)
-        lat = -road.lanes * road.lane_width / 2 + (lane + 0.5) * road.lane_width + rng.normal(0, 0.25)
-        slots.append((lat, cam.z0 / rng.uniform(0.07, 0.85)))
+    stretch = cam.z0 * 13.1
+    for lap in range(_laps(cam, stretch)):
+        for _ in range(int(rng.integers(0, 5))):  # moving traffic in the lanes
+            lane = rng.integers(road.lanes)
+            lat = -road.lanes * road.lane_width / 2 + (lane + 0.5) * road.lane_width + rng.normal(0, 0.25)
+            slots.append((lat, lap * stretch + cam.z0 / rng.uniform(0.07, 0.85), paces[lane]))
+    stretch = cam.z0 * 18.75
     for side in sides:  # parked cars in parking bays
         if side.parking:
-            for _ in range(int(rng.integers(0, 4))):
-                slots.append((side.sign * (side.inner + side.parking / 2), cam.z0 / rng.uniform(0.05, 0.8)))
-    for lat, z in slots:
+            for lap in range(_laps(cam, stretch)):
+                for _ in range(int(rng.integers(0, 4))):
+                    slots.append((side.sign * (side.inner + side.parking / 2),
+                                  lap * stretch + cam.z0 / rng.uniform(0.05, 0.8), 0.0))
+    cars: list[Car] = []
+    starts: list[tuple[float, float]] = []  # (depth at travel 0, pace) of each car kept
+    for lat, z, pace in slots:
         width = rng.uniform(1.65, 1.95)
         length = rng.uniform(3.8, 4.9)
-        if any(abs(lat - c.lat) < (width + c.width) / 2 + 0.2 and abs(z - c.z) < max(length, c.length) + 1
-               for c in cars):
+        # Side by side, cars at different paces would meet sooner or later.
+        if any(abs(lat - c.lat) < (width + c.width) / 2 + 0.2 and (abs(z - cz) < max(length, c.length) + 1
+                                                                   or pace != c_pace)
+               for c, (cz, c_pace) in zip(cars, starts, strict=True)):
             continue
         paint = _jitter(rng, _CAR_PAINTS[rng.integers(len(_CAR_PAINTS))], 5)
-        cars.append(Car(z, lat, width, length, rng.uniform(1.4, 1.65), paint))
+        cars.append(Car(z + pace * cam.travel, lat, width, length, rng.uniform(1.4, 1.65), paint))
+        starts.append((z, pace))
     return cars
 
 
 def sample_roadside(rng: np.random.Generator, cam: Camera, sides: list[Side]) -> list:
     things: list = []
-    z_max = cam.z0 * 30
+    z_max = cam.z0 * 30 + cam.reach
     for side in sides:
         s = side.sign
         # Poles on the kerb side of the pavement, or in the verge on rural roads.
@@ -603,7 +686,7 @@ def sample_roadside(rng: np.random.Generator, cam: Camera, sides: list[Side]) ->
             else:
                 lat = s * (side.verge_at + min(side.verge, 1.5) / 2)
             spacing = rng.uniform(14, 40)
-            for z in np.arange(cam.z_near + rng.uniform(0, spacing), z_max, spacing):
+            for z in np.arange(cam.near + rng.uniform(0, spacing), z_max, spacing):
                 sign = None
                 if rng.random() < 0.25:
                     sign = _jitter(rng, [(20, 70, 170), (200, 30, 30), (240, 200, 30)][rng.integers(3)], 5)
@@ -614,18 +697,21 @@ def sample_roadside(rng: np.random.Generator, cam: Camera, sides: list[Side]) ->
             lat = s * (side.verge_at + side.verge / 2 if side.verge > 2.0 else side.verge_at - 0.8)
             leaves = _jitter(rng, (55, 90, 40), 8)
             spacing = rng.uniform(8, 20)
-            for z in np.arange(cam.z_near + rng.uniform(0, spacing), z_max, spacing):
+            for z in np.arange(cam.near + rng.uniform(0, spacing), z_max, spacing):
                 k = int(rng.integers(3, 7))
                 blobs = np.column_stack([rng.normal(0, 0.35, k), rng.normal(0, 0.3, k),
                                          rng.uniform(0.55, 0.95, k), rng.uniform(0.75, 1.2, k)])
                 things.append(Tree(z + rng.normal(0, 1), lat, rng.uniform(1.8, 3.5), rng.uniform(1.5, 3.2),
                                    leaves, blobs))
-        if side.walk and rng.random() < 0.45:
+        stretch = cam.z0 * 9.0
+        for lap in range(_laps(cam, stretch) if side.walk else 0):
+            if rng.random() >= 0.45:
+                continue
             for _ in range(int(rng.integers(1, 4))):
                 lat = s * rng.uniform(side.walk_at + side.curb + 0.5, max(side.verge_at - 0.5,
                                                                          side.walk_at + side.curb + 0.6))
                 colour = _jitter(rng, _BOXES[rng.integers(len(_BOXES))], 6)
-                things.append(Box(cam.z0 * rng.uniform(1.0, 10.0), lat, rng.uniform(0.4, 1.2),
+                things.append(Box(lap * stretch + cam.z0 * rng.uniform(1.0, 10.0), lat, rng.uniform(0.4, 1.2),
                                   rng.uniform(0.6, 1.3), colour))
     return things
 
@@ -639,25 +725,39 @@ def draw_buildings(canvas: Canvas, rng: np.random.Generator, cam: Camera, side: 
                    sun: Sun, sun_polys: list) -> None:
     s, base = side.sign, side.sign * side.back_at
     blocks = []
-    z = cam.z_near
-    while z < cam.z_far * 0.4:
+    z = cam.near
+    while z < cam.far * 0.4 + cam.reach:
         length = rng.uniform(8, 35)
         blocks.append((z, z + length, rng.uniform(5, 30)))
         z += length + (rng.uniform(3, 12) if rng.random() < 0.25 else 0.0)
     # Shadows fall across the street only when the sun is behind this row of buildings.
     if sun.strength and np.sign(sun.dlat) == -s:
         for za, zb, h in blocks:
+            if not _block_in_view(cam, za, zb):
+                continue
             ol, oz = sun.dlat * h, sun.dz * h
             sun_polys.append(ground_polygon(cam, [(za, base), (zb, base), (zb + oz, base + ol),
                                                   (za + oz, base + ol)], n=8))
     for za, zb, h in reversed(blocks):  # far to near, so nearer blocks hide the end walls behind them
         colour = _mix(_jitter(rng, _FACADES[rng.integers(len(_FACADES))], 6), haze, min(0.7, za / 250))
-        if za > cam.z_near:
-            canvas.fill(upright_rect(cam, za, base, base + s * 15, 0.0, h), colour * 0.72, BUILDING)
-        zs = cam.depths(za, zb, 8)
-        facade = np.concatenate([cam.project(zs, base, 0.0), cam.project(zs[::-1], base, h)])
-        canvas.fill(facade, colour, BUILDING)
-        draw_windows(canvas, rng, cam, base, za, zb, h, colour)
+        if _block_in_view(cam, za, zb):
+            if za > _backdrop_start(cam):
+                canvas.fill(upright_rect(cam, za, base, base + s * 15, 0.0, h), colour * 0.72, BUILDING)
+            zs = cam.depths(max(za, _backdrop_start(cam)), zb, 8)
+            facade = np.concatenate([cam.project(zs, base, 0.0), cam.project(zs[::-1], base, h)])
+            canvas.fill(facade, colour, BUILDING)
+        draw_windows(canvas, rng, cam, base, za, zb, h, colour)  # draws its random numbers even out of view
+
+
+def _backdrop_start(cam: Camera) -> float:
+    """World depth where facades and tree lines begin: the near ground limit in a still scene; in a drive,
+    just ahead of the camera, so that what passes leaves through the side of the image instead of vanishing."""
+    return cam.travel + 0.5 if cam.reach else cam.z_near
+
+
+def _block_in_view(cam: Camera, za: float, zb: float) -> bool:
+    """A block that starts no farther than a still scene's last one and does not lie behind the camera."""
+    return zb > _backdrop_start(cam) and za < cam.travel + cam.far * 0.4
 
 
 def draw_windows(canvas: Canvas, rng: np.random.Generator, cam: Camera, lat: float, za: float, zb: float,
@@ -670,30 +770,42 @@ def draw_windows(canvas: Canvas, rng: np.random.Generator, cam: Camera, lat: flo
         return
     zz, uu = np.meshgrid(zs, ups)
     zz, uu = zz.ravel(), uu.ravel()
-    big_enough = cam.px(ww, zz + ww) > 1.5  # skip windows that would be sub-pixel
+    # Skip windows that would stay sub-pixel; a drive keeps those it comes close enough to see. This
+    # choice draws random numbers, so it must not depend on where the camera is now.
+    nearest = np.maximum(zz + ww - cam.reach, cam.near)
+    big_enough = ww * cam.px_per_m * cam.z0 / nearest > 1.5
     zz, uu = zz[big_enough], uu[big_enough]
     if not len(zz):
         return
+    glass = _mix(facade, rng.choice([(35, 45, 60), (150, 170, 190), (60, 55, 50)]), rng.uniform(0.6, 0.9))
+    shown = (zz > _backdrop_start(cam)) & (cam.px(ww, zz + ww) > 1.5) & _block_in_view(cam, za, zb)
+    zz, uu = zz[shown], uu[shown]
     corners = cam.project(np.stack([zz, zz + ww, zz + ww, zz], 1), lat,
                           np.stack([uu, uu, uu + wh, uu + wh], 1))
-    glass = _mix(facade, rng.choice([(35, 45, 60), (150, 170, 190), (60, 55, 50)]), rng.uniform(0.6, 0.9))
     canvas.fill_disjoint(corners, glass)
 
 
 def draw_tree_line(canvas: Canvas, rng: np.random.Generator, cam: Camera, side: Side,
                    haze: np.ndarray) -> None:
     """A hedge or wood along the outer edge: a solid band under a row of rounded crowns."""
-    n = 40
-    zs = cam.depths(cam.z_near, cam.z_far * 0.5, n)
+    if cam.reach:  # a drive: crowns stand at fixed places along the road, so that they come closer
+        zs = np.arange(cam.near, cam.far * 0.5 + cam.reach, 3.0)
+    else:  # a still scene: crowns evenly spaced in image rows
+        zs = cam.depths(cam.z_near, cam.z_far * 0.5, 40)
+    n = len(zs)
     tops = np.convolve(rng.uniform(2.5, 12, n + 4), np.ones(5) / 5, mode="valid")
     radius = tops * rng.uniform(0.2, 0.35, n)
     base = side.sign * side.back_at
     leaves = _mix(_jitter(rng, (50, 80, 40), 8), haze, 0.15)
+    shades = leaves * rng.uniform(0.75, 1.15, n)[:, None]
+    if cam.reach:
+        seen = (zs > _backdrop_start(cam)) & (zs < cam.travel + cam.far * 0.5)
+        # Shades reversed like the centres below, so that each crown keeps its shade as the view moves on.
+        zs, tops, radius, shades = zs[seen], tops[seen], radius[seen], shades[seen][::-1]
     body = np.concatenate([cam.project(zs, base, 0.0), cam.project(zs[::-1], base, (tops - radius)[::-1])])
     canvas.fill(body, leaves * 0.9, VEGETATION)
     centres = cam.project(zs, base + side.sign * radius * 0.5, tops - radius)[::-1]  # far to near
     r_px = (cam.px(1.0, zs) * radius)[::-1]
-    shades = leaves * rng.uniform(0.75, 1.15, n)[:, None]
     canvas.ellipses(centres, np.stack([r_px * 1.2, r_px], 1), shades, VEGETATION)
 
 
@@ -757,9 +869,11 @@ def apply_texture(canvas: Canvas, rng: np.random.Generator) -> None:
     cv2.add(canvas.rgb, _three(fine), dst=canvas.rgb)
 
 
-def apply_camera(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def apply_camera(rgb: np.ndarray, rng: np.random.Generator,
+                 noise_rng: np.random.Generator | None = None) -> np.ndarray:
     """Global lighting, colour temperature, optional defocus and sensor noise; returns uint8 RGB.
 
+    The sensor noise comes from ``noise_rng`` when given (a fresh one per video frame), else from ``rng``.
     ``rgb`` (float32) is used as scratch space: fresh frame-sized buffers cost page faults that add up
     to more than the arithmetic itself."""
     # Exposure and white balance act on linear values; the tone curve (gamma, contrast) is one 8-bit
@@ -774,17 +888,42 @@ def apply_camera(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.25:
         cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.2), dst=img)
     sigma = rng.uniform(1.0, 5.0)
-    noisy = cv2.LUT(rng.integers(0, 256, img.shape, dtype=np.uint8), _GAUSS_TABLE * np.float32(sigma),
+    noise_rng = rng if noise_rng is None else noise_rng
+    noisy = cv2.LUT(noise_rng.integers(0, 256, img.shape, dtype=np.uint8), _GAUSS_TABLE * np.float32(sigma),
                     dst=rgb)
     cv2.add(img, noisy, dst=noisy, dtype=cv2.CV_32F)
     return cv2.convertScaleAbs(cv2.max(noisy, 0.0, dst=noisy))
 
 
+def drift_bend(rng: np.random.Generator, cam: Camera) -> Camera:
+    """A drive's curvature wanders slowly with the distance travelled, starting from the sampled one."""
+    amp2, amp3 = rng.uniform(0.05, 0.2), rng.uniform(0.0, 0.1)
+    wave2, wave3 = rng.uniform(120, 400), rng.uniform(80, 300)  # metres
+    phase2, phase3 = rng.uniform(0, 2 * np.pi, 2)
+    bend2 = cam.bend2 + amp2 * (np.sin(2 * np.pi * cam.travel / wave2 + phase2) - np.sin(phase2))
+    bend3 = cam.bend3 + amp3 * (np.sin(2 * np.pi * cam.travel / wave3 + phase3) - np.sin(phase3))
+    return replace(cam, bend2=float(np.clip(bend2, -0.5, 0.5)), bend3=float(np.clip(bend3, -0.3, 0.3)))
+
+
 def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw one random road scene; returns (RGB uint8 H x W x 3, Cityscapes label ids uint8 H x W)."""
+    return render_world(rng, height, width)
+
+
+def render_world(rng: np.random.Generator, height: int, width: int, travel: float = 0.0, reach: float = 0.0,
+                 noise_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the world that ``rng``'s stream of random numbers describes, from ``travel`` metres along it.
+
+    A world is its random stream: every choice is drawn in a fixed order, and no choice depends on
+    ``travel``, so the same stream (a new generator from the same seed) drawn at growing ``travel``
+    shows one world from a camera driving forward. ``reach`` (> 0 makes a drive) is how far the drive
+    goes in all: the world is laid out that much farther, things out of view are skipped, and the
+    curvature drifts. ``render_scene`` is the still case, travel = reach = 0."""
     road = sample_road(rng)
     sides = [sample_side(rng, -1, road), sample_side(rng, 1, road)]
-    cam = sample_camera(rng, height, width, road)
+    cam = replace(sample_camera(rng, height, width, road), travel=travel, reach=reach)
+    if reach:
+        cam = drift_bend(rng, cam)
     overcast = rng.random() < 0.3
     sun = Sun(dlat=rng.choice([-1, 1]) * rng.uniform(0.3, 1.6), dz=rng.uniform(-0.8, 0.8),
               strength=rng.uniform(0.05, 0.15) if overcast else rng.uniform(0.3, 0.6))
@@ -804,18 +943,22 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
             draw_tree_line(canvas, rng, cam, side, haze)
 
     things = sample_roadside(rng, cam, sides) + sample_cars(rng, cam, road, sides)
+    if reach:  # a drive: skip what is well behind the camera, or farther than a still scene reaches
+        things = [thing for thing in things if -6.0 < thing.z - travel < cam.z0 * 30]
     contact_polys: list = []
     for thing in things:
-        if thing.z > cam.z0 * 12:  # farther shadows would be a pixel or two
+        if thing.z - travel > cam.z0 * 12:  # farther shadows would be a pixel or two
             continue
         cast, contact = thing.shadow(cam, sun)
         sun_polys += cast
         contact_polys += contact
-    if rng.random() < 0.2:  # a shadow band across the street from something out of view
-        za = cam.z0 * rng.uniform(1.0, 8.0)
-        zb = za + rng.uniform(3, 15)
-        skew = rng.uniform(-3, 3)
-        sun_polys.append(ground_polygon(cam, [(za, -40), (zb, -40), (zb + skew, 40), (za + skew, 40)], n=8))
+    stretch = cam.z0 * 7.0
+    for lap in range(_laps(cam, stretch)):
+        if rng.random() < 0.2:  # a shadow band across the street from something out of view
+            za = lap * stretch + cam.z0 * rng.uniform(1.0, 8.0)
+            zb = za + rng.uniform(3, 15)
+            skew = rng.uniform(-3, 3)
+            sun_polys.append(ground_polygon(cam, [(za, -40), (zb, -40), (zb + skew, 40), (za + skew, 40)], n=8))
     draw_shadows(canvas, sun_polys, contact_polys, sun, rng.uniform(0.55, 0.8), rng.uniform(0.6, 1.5))
 
     for thing in sorted(things, key=lambda item: -item.z):  # back to front
@@ -824,7 +967,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         draw_ego_hood(canvas, rng)
 
     apply_texture(canvas, rng)
-    return apply_camera(canvas.rgb, rng), canvas.label
+    return apply_camera(canvas.rgb, rng, noise_rng), canvas.label
 
 
 # --------------------------------------------------------------------------------------------------
@@ -833,15 +976,39 @@ def render_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.
 
 
 def frame_paths(root: str | Path, split: str, idx: int) -> tuple[Path, Path]:
-    stem = f"{CITY}_{idx:06d}_{SEQUENCE_FRAME}"
+    return _cityscapes_paths(root, split, CITY, f"{CITY}_{idx:06d}_{SEQUENCE_FRAME}")
+
+
+def drive_frame_paths(root: str | Path, idx: int) -> tuple[Path, Path]:
+    # One Cityscapes sequence (000000) whose frame number is the video frame, so names sort in video order.
+    return _cityscapes_paths(root, DRIVE_SPLIT, DRIVE_CITY, f"{DRIVE_CITY}_000000_{idx:06d}")
+
+
+def _cityscapes_paths(root: str | Path, split: str, city: str, stem: str) -> tuple[Path, Path]:
     root = Path(root)
-    return (root / "leftImg8bit" / split / CITY / f"{stem}_leftImg8bit.png",
-            root / "gtFine" / split / CITY / f"{stem}_gtFine_labelIds.png")
+    return (root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
+            root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
 
 
 def render_frame(seed: int, split: str, idx: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     # Seeding from (seed, split, index) alone makes every frame independent of how many are written.
     return render_scene(np.random.default_rng([seed, SPLIT_IDS[split], idx]), height, width)
+
+
+def render_drive(seed: int, num_frames: int, height: int, width: int,
+                 speed: float = DRIVE_SPEED) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``num_frames`` frames (RGB uint8 H x W x 3, Cityscapes label ids uint8 H x W) of one world seen
+    from a camera driving ``speed`` metres per frame along the road.
+
+    The world comes from ``seed`` and is laid out for the whole drive, so it depends on ``num_frames * speed``
+    too: the same arguments give the same frames. Sensor noise is fresh in every frame."""
+    if not (math.isfinite(speed) and speed >= 0):  # checked now, not at the first frame
+        raise ValueError(f"speed must be a finite number >= 0, got {speed}")
+    reach = speed * max(num_frames - 1, 0)
+    return (render_world(np.random.default_rng([seed, DRIVE_STREAM]),  # the same stream each frame: one world
+                         height, width, travel=idx * speed, reach=reach,
+                         noise_rng=np.random.default_rng([seed, DRIVE_STREAM, idx]))
+            for idx in range(num_frames))
 
 
 def _encode_png(array: np.ndarray) -> bytes:
@@ -887,20 +1054,95 @@ def write_dataset(out_dir: str | Path, num_train: int, num_val: int, height: int
     return result
 
 
+def check_drive_args(num_frames: int, height: int, width: int, seed: int, fps: float) -> str | None:
+    """Like ``check_args``, for ``--drive``."""
+    problem = check_args(num_frames, 0, height, width, seed)
+    if problem:
+        return problem
+    if num_frames > MAX_DRIVE_FRAMES:
+        return f"--num must be <= {MAX_DRIVE_FRAMES} with --drive, got {num_frames}"
+    if height % 2 or width % 2:  # the MPEG-4 encoder would silently crop the video by a pixel
+        return f"--size H W must both be even with --drive, got {height} {width}"
+    if not (math.isfinite(fps) and fps > 0):
+        return f"--fps must be > 0, got {fps}"
+    return None
+
+
+@contextmanager
+def _atomic_video(path: Path, fps: float, height: int, width: int) -> Iterator[cv2.VideoWriter]:
+    """An 'mp4v' cv2.VideoWriter on a temporary file next to ``path``, renamed to ``path`` when the block
+    ends without error; on error the temporary file is removed and ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the suffix: OpenCV picks the container from it.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    writer = cv2.VideoWriter(tmp_name, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        if not writer.isOpened():
+            raise RuntimeError(f"{path}: cv2.VideoWriter cannot write 'mp4v' video at {width}x{height} (WxH), "
+                               f"{fps:g} fps; this OpenCV build ({cv2.__version__}) may lack an MPEG-4 encoder")
+        yield writer
+        writer.release()
+        with open(tmp_name, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        writer.release()
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_drive(out: str | Path, num_frames: int, height: int, width: int, seed: int, fps: float = 15.0,
+                speed: float = DRIVE_SPEED) -> dict:
+    """Render a drive (``render_drive``) and write it as ``out/drive.mp4`` and, frame by frame with labels, in
+    the Cityscapes layout as split ``val``, city ``drive`` (``drive_frame_paths``; name order = video order).
+
+    Give it its own ``out``: next to a synthetic dataset, its frames would join that dataset's val split."""
+    problem = check_drive_args(num_frames, height, width, seed, fps)
+    if problem:
+        raise ValueError(problem)
+    root = Path(out)
+    video = root / DRIVE_VIDEO
+    images, labels = [], []
+    with _atomic_video(video, fps, height, width) as writer:
+        frames = render_drive(seed, num_frames, height, width, speed)
+        for idx, (rgb, label) in enumerate(tqdm(frames, total=num_frames, desc="synth drive", unit="frame")):
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            image_path, label_path = drive_frame_paths(root, idx)
+            atomic_write_bytes(image_path, _encode_png(bgr))
+            atomic_write_bytes(label_path, _encode_png(label))
+            writer.write(bgr)
+            images.append(str(image_path))
+            labels.append(str(label_path))
+    return {"root": str(root), "video": str(video), "frames": num_frames, "size": [height, width], "fps": fps,
+            "speed": speed, "seed": seed, "split": DRIVE_SPLIT, "city": DRIVE_CITY, "images": images,
+            "labels": labels}
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Write synthetic road scenes in the Cityscapes layout (leftImg8bit + gtFine labelIds).")
+        description="Write synthetic road scenes in the Cityscapes layout (leftImg8bit + gtFine labelIds), "
+                    "or with --drive one drive: a video and its frames with labels.")
     parser.add_argument("--out", required=True, help="dataset root to write into")
-    parser.add_argument("--num", type=int, default=64, help="number of train frames (default 64)")
+    parser.add_argument("--num", type=int, default=64,
+                        help="number of train frames, or of video frames with --drive (default 64)")
     parser.add_argument("--num-val", type=int, default=None,
                         help="number of val frames (default max(1, num // 4))")
     parser.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"),
                         help="frame height and width in pixels (default 256 512)")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    parser.add_argument("--drive", action="store_true",
+                        help=f"write one drive instead: OUT/{DRIVE_VIDEO} and its frames with labels as "
+                             f"OUT/{{leftImg8bit,gtFine}}/{DRIVE_SPLIT}/{DRIVE_CITY}/")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of the --drive video (default 15)")
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.drive:
+        return main_drive(args)
+    if args.fps is not None:
+        raise SystemExit("make_synthetic.py: error: --fps only applies with --drive")
     num_val = max(1, args.num // 4) if args.num_val is None else args.num_val
     height, width = args.size
     problem = check_args(args.num, num_val, height, width, args.seed)
@@ -910,6 +1152,20 @@ def main(args: argparse.Namespace) -> int:
     counts = result["counts"]
     print(f"wrote {counts['train']} train + {counts['val']} val frames ({height}x{width}) "
           f"to {result['root']}")
+    return 0
+
+
+def main_drive(args: argparse.Namespace) -> int:
+    if args.num_val is not None:
+        raise SystemExit("make_synthetic.py: error: --num-val does not apply with --drive")
+    fps = 15.0 if args.fps is None else args.fps
+    height, width = args.size
+    problem = check_drive_args(args.num, height, width, args.seed, fps)
+    if problem:
+        raise SystemExit(f"make_synthetic.py: error: {problem}")
+    result = write_drive(args.out, args.num, height, width, args.seed, fps)
+    print(f"wrote a {result['frames']}-frame drive ({height}x{width}, {fps:g} fps) to {result['video']} "
+          f"and {Path(result['root']) / '{leftImg8bit,gtFine}' / DRIVE_SPLIT / DRIVE_CITY}")
     return 0
 
 
