@@ -9,6 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= data/synthetic
 DEMO_RUN ?= runs/demo
+DEMO_DRIVE ?= data/synthetic_drive
 
 .PHONY: install demo test lint clean
 
@@ -53,6 +54,11 @@ demo: $(STAMP)
 	$(PY) deploy/benchmark.py --model $(DEMO_RUN)/onnx/model_fp32.onnx $(DEMO_RUN)/onnx/model_int8_ort.onnx \
 		$(DEMO_RUN)/onnx/model_int8_qat.onnx --dataset synthetic --data-path $(DEMO_DATA) --threads 2 \
 		--runs 20 --out $(DEMO_RUN)/bench; \
+	echo "== road overlay of a synthetic drive: deploy/run.py (onnxruntime, no torch), IoU against its labels"; \
+	test -f $(DEMO_DRIVE)/drive.mp4 || $(PY) train/make_synthetic.py --drive --out $(DEMO_DRIVE) --num 90 \
+		--size 256 512 --seed 1; \
+	$(PY) deploy/run.py --model $(DEMO_RUN)/onnx/model_fp32.onnx --source $(DEMO_DRIVE)/drive.mp4 \
+		--gt $(DEMO_DRIVE) --output $(DEMO_RUN)/deploy/drive_overlay.mp4 --threads 2; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s; reports under $(DEMO_RUN)/"
 
 test: $(STAMP)
@@ -62,4 +68,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(DEMO_RUN) $(DEMO_DATA)
+	rm -rf $(DEMO_RUN) $(DEMO_DATA) $(DEMO_DRIVE)
