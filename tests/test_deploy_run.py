@@ -207,3 +207,18 @@ def test_live_capture_reconnects_with_back_off_then_stops():
         frames += 1
     assert frames == 2 + 3 and source.reconnects == 1
     assert waits == [0.5, 1.0] + [0.5, 1.0, 2.0]  # recovered on the 2nd try; then gave up after 3
+
+
+def test_model_without_metadata_needs_explicit_preprocessing(tiny_onnx, short_video, tmp_path):
+    import onnx
+
+    foreign = onnx.load(str(tiny_onnx))
+    del foreign.metadata_props[:]  # as if exported by another tool
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    plain = run_script("deploy/run.py", "--model", tmp_path / "foreign.onnx", "--source", short_video)
+    assert_one_line_error(plain, "foreign.onnx", "no roadseg-model/1 metadata", "input size")
+    explicit = run_script("deploy/run.py", "--model", tmp_path / "foreign.onnx", "--source", short_video,
+                          "--input-size", *map(str, SIZE), "--max-frames", "3", "--json", tmp_path / "s.json")
+    assert explicit.returncode == 0, explicit.stderr[-1500:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 3 and summary["input_size"] == list(SIZE)
