@@ -74,9 +74,9 @@ def accumulate_taylor_gradients(model: torch.nn.Module, batches: list) -> None:
 
 
 def head_input_conv(model: torch.nn.Module) -> torch.nn.Module:
-    """The convolution whose output enters the 1x1 head."""
-    conv = model.ups[-1].block.conv2.conv
-    return conv[1] if isinstance(conv, torch.nn.Sequential) else conv
+    """The convolution whose output enters the 1x1 head ``outc``: the last one registered before it
+    (our models register layers in data-flow order and the head last)."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m is not model.outc][-1]
 
 
 def prune_once(model: torch.nn.Module, ratio: float, importance: str, scope: str, round_to: int,
@@ -148,7 +148,14 @@ def prune_to_target(model, measure, target: float, what: str, prune, search_step
 
 
 def all_widths(arch: dict) -> list[tuple[str, int]]:
+    """(layer, output width) of every convolution an architecture names, for the report."""
     rows = []
+    if "encoder_blocks" in arch:  # MobileUNet
+        rows.append(("stem", arch["stem_width"]))
+        for level, blocks in enumerate(arch["encoder_blocks"]):
+            for index, block in enumerate(blocks):
+                rows += [(f"enc{level}.{index}.hidden", block["hidden"]), (f"enc{level}.{index}.out", block["out"])]
+        return rows + [(f"dec{level}", width) for level, width in enumerate(arch["decoder_widths"])]
     for level, (a, b) in enumerate(arch["encoder_widths"]):
         rows += [(f"enc{level}.conv1", a), (f"enc{level}.conv2", b)]
     for level, (up, (a, b)) in enumerate(zip(arch["up_widths"], arch["decoder_widths"], strict=True)):

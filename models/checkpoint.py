@@ -32,13 +32,15 @@ from torch import nn
 
 from models.cli import ToolError
 from models.fileio import atomic_write_bytes
+from models.mobile_unet import MobileUNet
+from models.peers import PEERS
 from models.quantization import is_quantized, modelopt_state, restore_quantized
 from models.unet import UNet
 
 FORMAT = "roadseg-checkpoint"
 VERSION = 1
 STAGES = ("init", "train", "pruned", "qat")
-ARCHITECTURES: dict[str, type[nn.Module]] = {UNet.name: UNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {UNet.name: UNet, MobileUNet.name: MobileUNet, **PEERS}
 
 # Plain-data types a checkpoint may hold; anything else would need pickling of code. Exact
 # types, because subclasses of str (torch.__version__ is one) pickle as objects.

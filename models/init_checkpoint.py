@@ -13,22 +13,18 @@ from pathlib import Path
 
 import torch
 
+from models.architectures import add_model_arguments, model_from_args
 from models.checkpoint import make_checkpoint, save_checkpoint
 from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
-from models.unet import NORMS, UP_MODES, UNet
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Write an untrained U-Net checkpoint.", add_help=add_help,
+    parser = argparse.ArgumentParser(description="Write an untrained model checkpoint.", add_help=add_help,
                                      prog="models/init_checkpoint.py")
     parser.add_argument("--out", type=Path, required=True, help="output folder (writes init.pt)")
-    parser.add_argument("--base-width", type=int, default=64, help="64 = the standard U-Net")
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--norm", choices=NORMS, default="bn")
-    parser.add_argument("--up", choices=UP_MODES, default="transpose")
-    parser.add_argument("--separable", action="store_true", help="depthwise-separable 3x3 convolutions")
+    add_model_arguments(parser)
     parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512])
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -37,8 +33,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     try:
-        model = UNet.from_base_width(args.base_width, args.depth, norm=args.norm, up=args.up,
-                                     separable=args.separable)
+        model = model_from_args(args)
         model.check_input_size(*args.img_size)
     except ValueError as err:
         raise ToolError(str(err)) from None

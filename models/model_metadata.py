@@ -62,7 +62,10 @@ class ModelInfo:
 
     @property
     def size_multiple(self) -> int:
-        """Height and width must be multiples of this (the encoder halves them ``depth`` times)."""
+        """Height and width must be multiples of this: 2**depth for UNet (its max-pools), 2**(levels + 1)
+        for MobileUNet (stride-2 stem and levels); peers resize internally."""
+        if "encoder_blocks" in self.arch:
+            return 2 ** (len(self.arch["encoder_blocks"]) + 1)
         return 2 ** int(self.arch.get("depth", 0))
 
     def with_changes(self, **changes) -> ModelInfo:

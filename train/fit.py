@@ -35,6 +35,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
+from models.architectures import add_model_arguments, model_from_args
 from models.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -45,7 +46,6 @@ from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
 from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
-from models.unet import NORMS, UP_MODES, UNet
 from train import distributed
 from train.engine import StepContext, make_scheduler, train_one_epoch
 from train.evaluate import evaluate, select_device
@@ -73,12 +73,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], metavar=("MIN", "MAX"),
                       help="random scale relative to --img-size")
     data.add_argument("--workers", type=int, default=2)
-    model = p.add_argument_group("model")
-    model.add_argument("--base-width", type=int, default=64, help="64 = the standard U-Net")
-    model.add_argument("--depth", type=int, default=4)
-    model.add_argument("--norm", choices=NORMS, default="bn")
-    model.add_argument("--up", choices=UP_MODES, default="transpose")
-    model.add_argument("--separable", action="store_true", help="depthwise-separable 3x3 convolutions")
+    add_model_arguments(p.add_argument_group("model"))
     optim = p.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=10)
     optim.add_argument("--iters", type=int, default=None, help="stop after this many iterations instead")
@@ -105,7 +100,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size", "base_width", "depth", "eval_every"):
+    for name in ("epochs", "batch_size", "base_width", "eval_every"):
         if getattr(args, name) < 1:
             raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
     if args.iters is not None and args.iters < 1:
@@ -201,8 +196,7 @@ class Trainer:
         np.random.seed(args.seed)
 
         size = tuple(args.img_size)
-        self.model = model if model is not None else UNet.from_base_width(
-            args.base_width, args.depth, norm=args.norm, up=args.up, separable=args.separable)
+        self.model = model if model is not None else model_from_args(args)
         try:
             self.model.check_input_size(*size)
         except ValueError as err:
