@@ -1,15 +1,19 @@
 """One table over a set of models: file size, params, GMACs, model-only latency and FPS, road IoU,
 and the ratio of each to the first row, all measured in one run.
 
-ONNX files (FP32 or INT8) run in onnxruntime; .pt checkpoints run in PyTorch (only where torch is
-installed). Latency is model only (a preprocessed tensor in, logits out), batch 1, at each
-``--sizes`` (default: each model's own input size), timed in ``--rounds`` interleaved rounds (every
-model once per round, so a change in machine load hits all alike); p50 is the median of the
-rounds' p50s, p90/p99 come from all timed runs. Road IoU is computed on a dataset split at the
-model's input size, scored at label resolution.
+ONNX files (FP32 or INT8) run in onnxruntime, TensorRT engines in TensorRT (where present), .pt
+checkpoints in PyTorch (where torch is installed). ``--peer NAME`` adds an untrained torchvision
+segmenter (exported to ONNX here, so it needs torch) to the same run, so that every speed claim is
+a ratio against the model a user would pick instead. Latency is model only (a preprocessed
+tensor in, logits out), batch 1, at each ``--sizes`` (default: each model's own input size),
+timed in ``--rounds`` interleaved rounds (every model once per round, so a change in machine load
+hits all alike); p50 is the median of the rounds' p50s, p90/p99 come from all timed runs. Road
+IoU is computed on a dataset split at the model's input size, scored at label resolution.
 
     python deploy/benchmark.py --model runs/camvid/onnx/model_fp32.onnx runs/camvid/onnx/model_int8_ort.onnx \
         --dataset camvid --data-path ../shared/data/camvid --threads 2 --out runs/camvid/bench
+    python deploy/benchmark.py --peer lraspp_mobilenet_v3_large --model runs/camvid/onnx/model_fp32.onnx \
+        --sizes 352x480 --threads 2
 
 Writes ``--out/benchmark.md`` (the table), ``benchmark.json`` (every figure and the conditions:
 CPU, threads, warm-up and timed runs) and ``benchmark.png`` (road IoU against latency).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +38,9 @@ from models.cli import ToolError, run
 from models.fileio import atomic_write, atomic_write_bytes, atomic_write_json
 from train.road_labels import DATASETS
 from train.road_metrics import road_metrics
+
+# torchvision peers (models/peers.py; named here so that this module imports without torch)
+PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -48,8 +56,10 @@ def parse_size(text: str) -> tuple[int, int]:
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark road-segmentation models side by side.", add_help=add_help,
                                 prog="deploy/benchmark.py")
-    p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help=".onnx files and/or .pt checkpoints; the first is the baseline of the ratios")
+    p.add_argument("--model", type=Path, nargs="+", default=[],
+                   help=".onnx, .engine or .pt files; the first row is the baseline of the ratios")
+    p.add_argument("--peer", nargs="+", choices=PEER_NAMES, default=[],
+                   help="untrained torchvision peers to time in the same run (rows before --model's)")
     p.add_argument("--sizes", nargs="+", default=None, metavar="HxW",
                    help="input sizes to time (default: each model's metadata input size)")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
@@ -66,6 +76,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    if not args.model and not args.peer:
+        raise ToolError("give at least one --model or --peer")
     for name in ("runs", "rounds"):
         if getattr(args, name) < 1:
             raise ToolError(f"--{name} {getattr(args, name)}: expected >= 1")
@@ -169,10 +181,35 @@ def save_plot(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def peer_onnx(name: str, size: tuple[int, int], folder: Path) -> Path:
+    """Export an untrained torchvision peer to ONNX with our metadata (needs torch)."""
+    try:
+        import torch  # noqa: F401  (a clear message instead of a deep ImportError)
+    except ImportError:
+        raise ToolError("--peer needs PyTorch and torchvision (pip install 'roadseg[train]')") from None
+    from export.onnx_export import build_onnx
+    from models.complexity import count_params_and_macs
+    from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+    from models.peers import PEERS
+
+    model = PEERS[name]().eval()
+    meta = {"stage": "init", "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+            "complexity": count_params_and_macs(model, size)}
+    path = folder / f"{name}.onnx"
+    path.write_bytes(build_onnx(model, ModelInfo(arch=model.arch(), meta=meta)).SerializeToString())
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
-    backends = [open_backend(path, args.threads) for path in args.model]
+    with tempfile.TemporaryDirectory(prefix="roadseg-peers-") as folder:
+        peers = [peer_onnx(name, sizes[0] if sizes else (352, 480), Path(folder)) for name in args.peer]
+        backends = [open_backend(path, args.threads) for path in peers + args.model]
+        return run_benchmark(args, sizes, backends, set(peers))
+
+
+def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int:
     sizes_of = [sizes or [b.info.input_size] for b in backends]
     for backend, model_sizes in zip(backends, sizes_of, strict=True):
         for size in model_sizes:
@@ -182,6 +219,8 @@ def main(args: argparse.Namespace) -> int:
     if args.dataset:
         root = args.data_path or Path("data/synthetic")
         for i, backend in enumerate(tqdm(backends, desc="road IoU", unit="model", file=sys.stderr)):
+            if backend.path in peers:
+                continue  # untrained: its IoU says nothing
             frames = load_labelled_frames(args.dataset, root, args.split, args.eval_images, backend.info)
             ious[i] = road_metrics(road_confusion(backend.infer, frames))
     latency = measure_latency(backends, sizes_of, args)
@@ -191,7 +230,8 @@ def main(args: argparse.Namespace) -> int:
         for size in sizes_of[i]:
             complexity = backend.info.meta.get("complexity") or {}
             stats = latency[(i, size)]
-            rows.append({"name": backend.path.stem, "path": str(backend.path), **backend.describe(), "size": list(size),
+            name = f"{backend.path.stem} (untrained peer)" if backend.path in peers else backend.path.stem
+            rows.append({"name": name, "path": str(backend.path), **backend.describe(), "size": list(size),
                          "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),
                          "gmacs": scaled_gmacs(backend.info, size), **stats,
                          "road_iou": ious[i]["road_iou"] if ious[i] else None, "val": ious[i]})

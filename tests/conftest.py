@@ -43,6 +43,18 @@ def run_script(script: str, *args: str, cwd: Path = REPO_ROOT, timeout: float = 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def exported_onnx(root: Path, data_root: Path, size: tuple[int, int], base_width: int = 8) -> Path:
+    """An untrained U-Net (depth 2) written by models/init_checkpoint.py into ``root`` and exported by
+    export/to_onnx.py (parity gate on one image of ``data_root``); returns the .onnx path."""
+    made = run_script("models/init_checkpoint.py", "--out", root, "--base-width", str(base_width), "--depth", "2",
+                      "--img-size", *map(str, size))
+    assert made.returncode == 0, made.stderr[-1500:]
+    result = run_script("export/to_onnx.py", "--ckpt", root / "init.pt", "--dataset", "synthetic", "--data-path",
+                        data_root, "--out", root, "--parity-images", "1")
+    assert result.returncode == 0, result.stderr[-1500:]
+    return root / "model_fp32.onnx"
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     """Failed with exactly one error line, the last on stderr (progress lines may precede it),
     containing every fragment, and no traceback."""

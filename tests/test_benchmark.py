@@ -10,7 +10,7 @@ import pytest
 
 from deploy.backends import choose_providers, open_backend
 from models.cli import ToolError
-from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
+from tests.conftest import REPO_ROOT, assert_one_line_error, exported_onnx, run_script
 
 SIZE = (32, 64)
 
@@ -38,17 +38,16 @@ def test_provider_preference():
 @pytest.fixture(scope="module")
 def two_models(synthetic_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    for name, width in (("small", "8"), ("wide", "16")):
-        assert run_script("models/init_checkpoint.py", "--out", root / name, "--base-width", width, "--depth", "2",
-                          "--img-size", *map(str, SIZE)).returncode == 0
-        result = run_script("export/to_onnx.py", "--ckpt", root / name / "init.pt", "--dataset", "synthetic",
-                            "--data-path", synthetic_root, "--out", root / name, "--parity-images", "1")
-        assert result.returncode == 0, result.stderr[-1500:]
+    for name, width in (("small", 8), ("wide", 16)):
+        exported_onnx(root / name, synthetic_root, SIZE, base_width=width)
     return root
 
 
 def test_backends_agree_and_describe_themselves(two_models):
     import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()  # the PyTorch backend sets the process-wide count; restore it
 
     onnx_backend = open_backend(two_models / "small" / "model_fp32.onnx", threads=1)
     torch_backend = open_backend(two_models / "small" / "init.pt", threads=1)
@@ -57,6 +56,7 @@ def test_backends_agree_and_describe_themselves(two_models):
     assert onnx_backend.info.input_size == torch_backend.info.input_size == SIZE
     assert onnx_backend.describe()["provider"] == "CPUExecutionProvider"
     assert torch_backend.describe()["backend"] == "pytorch"
+    torch.set_num_threads(threads)
 
 
 def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
@@ -101,3 +101,19 @@ def test_deploy_install_pulls_no_torch():
     names = {req.split(">")[0].split("=")[0].split("[")[0].strip().lower() for req in runtime}
     assert {"onnxruntime", "opencv-python", "numpy"} <= names
     assert not names & {"torch", "torchvision", "torch-pruning", "nvidia-modelopt", "onnx", "onnxslim"}
+
+
+def test_benchmark_times_torchvision_peers_in_the_same_run(two_models, synthetic_root, tmp_path):
+    from deploy.benchmark import PEER_NAMES
+    from models.peers import PEERS
+
+    assert sorted(PEER_NAMES) == sorted(PEERS)
+    result = run_script("deploy/benchmark.py", "--peer", "lraspp_mobilenet_v3_large", "--model",
+                        two_models / "small" / "model_fp32.onnx", "--sizes", "64x96", "--dataset", "synthetic",
+                        "--data-path", synthetic_root, "--threads", "1", "--warmup", "1", "--runs", "2",
+                        "--rounds", "1", "--json", tmp_path / "b.json", timeout=240)
+    assert result.returncode == 0, result.stderr[-1500:]
+    peer, ours = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert peer["name"] == "lraspp_mobilenet_v3_large (untrained peer)" and peer["road_iou"] is None
+    assert peer["gmacs"] > ours["gmacs"] and peer["params"] > 10 * ours["params"]
+    assert ours["road_iou"] is not None and ours["speedup"] == pytest.approx(peer["p50_ms"] / ours["p50_ms"])

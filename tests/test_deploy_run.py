@@ -16,7 +16,7 @@ from deploy.overlay import ROAD_BGR, blend, render
 from deploy.pipeline import Pipeline, PipelineOptions
 from deploy.sources import CaptureSource
 from models.model_metadata import ModelInfo
-from tests.conftest import assert_one_line_error, run_script
+from tests.conftest import assert_one_line_error, exported_onnx, run_script
 from train.road_metrics import road_metrics
 
 SIZE = (32, 64)
@@ -41,13 +41,7 @@ def test_blend_changes_road_pixels_only():
 
 @pytest.fixture(scope="module")
 def tiny_onnx(synthetic_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("deploy")
-    assert run_script("models/init_checkpoint.py", "--out", root, "--base-width", "8", "--depth", "2",
-                      "--img-size", *map(str, SIZE)).returncode == 0
-    result = run_script("export/to_onnx.py", "--ckpt", root / "init.pt", "--dataset", "synthetic", "--data-path",
-                        synthetic_root, "--out", root, "--parity-images", "1")
-    assert result.returncode == 0, result.stderr[-1500:]
-    return root / "model_fp32.onnx"
+    return exported_onnx(tmp_path_factory.mktemp("deploy"), synthetic_root, SIZE)
 
 
 @pytest.fixture(scope="module")

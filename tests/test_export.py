@@ -16,25 +16,21 @@ from export.parity import ParityError, compare, require_parity
 from export.quantize_onnx import choose_reduce_range
 from models.checkpoint import load_checkpoint
 from models.model_metadata import ModelInfo, from_checkpoint, read_onnx_info
-from tests.conftest import assert_one_line_error, run_script
+from tests.conftest import assert_one_line_error, exported_onnx, run_script
 
 SIZE = (32, 64)
 
 
 @pytest.fixture(scope="module")
 def fp32_export(synthetic_root, tmp_path_factory):
-    """A small untrained checkpoint and its FP32 ONNX export (through the CLI, gate on)."""
+    """A small untrained checkpoint and its FP32 ONNX export (through the CLI, gate on), in one folder."""
     root = tmp_path_factory.mktemp("export")
-    assert run_script("models/init_checkpoint.py", "--out", root, "--base-width", "8", "--depth", "2",
-                      "--img-size", *map(str, SIZE)).returncode == 0
-    result = run_script("export/to_onnx.py", "--ckpt", root / "init.pt", "--dataset", "synthetic", "--data-path",
-                        synthetic_root, "--out", root / "onnx", "--parity-images", "4")
-    assert result.returncode == 0, result.stderr[-2000:]
+    exported_onnx(root, synthetic_root, SIZE)
     return root
 
 
 def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
-    path = fp32_export / "onnx" / "model_fp32.onnx"
+    path = fp32_export / "model_fp32.onnx"
     ckpt = load_checkpoint(fp32_export / "init.pt")
     info = read_onnx_info(path)
     assert info == from_checkpoint(ckpt, "fp32", info.source) and len(info.source) == 64
@@ -45,7 +41,7 @@ def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
     for shape in ((1, 3, 32, 64), (2, 3, 64, 96)):  # another batch and size than the export's
         out = session.run(None, {"image": np.zeros(shape, np.float32)})[0]
         assert out.shape == (shape[0], 2, *shape[2:])
-    report = json.loads((fp32_export / "onnx" / "model_fp32_report.json").read_text())
+    report = json.loads((fp32_export / "model_fp32_report.json").read_text())
     assert report["parity"]["passed"] and report["parity"]["agreement_percent"] == 100.0
     assert report["parity"]["max_abs_logit_diff"] < 1e-4
 
@@ -106,7 +102,7 @@ def test_post_training_quantization(fp32_export, synthetic_root, target, precisi
     out = fp32_export / target
     # an untrained model's logits sit near zero, so int8 rounding flips classes: gate thresholds open
     # here (the gate itself is tested above); the figures must still be reported.
-    result = run_script("export/quantize_onnx.py", "--model", fp32_export / "onnx" / "model_fp32.onnx",
+    result = run_script("export/quantize_onnx.py", "--model", fp32_export / "model_fp32.onnx",
                         "--target", target, "--dataset", "synthetic", "--data-path", synthetic_root, "--out", out,
                         "--calib-images", "4", "--parity-images", "2", "--min-agreement", "0",
                         "--max-iou-delta", "100", "--runs", "2", "--rounds", "1", "--threads", "1", timeout=240)

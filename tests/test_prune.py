@@ -98,6 +98,8 @@ def test_pruned_model_rebuilds_with_identical_outputs_without_torch_pruning(base
     torch.save(pruned(images).detach(), tmp_path / "y.pt")
     code = (
         "import sys, torch\n"
+        # same intra-op thread count as this process: float sums split differently across threads
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
         "from models.checkpoint import load_model\n"
         f"model, _ = load_model({str(path)!r})\n"
         f"y = model(torch.load({str(tmp_path / 'x.pt')!r}))\n"
