@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import sys
 from pathlib import Path
 
@@ -76,19 +75,23 @@ def check_args(args) -> None:
 
 
 def calibration_loop(args, device: torch.device):
-    """ModelOpt's forward_loop: the model sees ``--calib-images`` training images (no augmentation)."""
+    """ModelOpt's forward_loop: the model sees exactly ``--calib-images`` training images (no augmentation)."""
     dataset = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         collate_fn=collate_keep_sizes, generator=torch.Generator().manual_seed(args.seed))
-    batches = -(-min(args.calib_images, len(dataset)) // args.batch_size)
+    count = min(args.calib_images, len(dataset))
 
     def forward_loop(model: torch.nn.Module) -> None:
         model.eval()
+        seen = 0
         with torch.no_grad():
-            for images, _ in itertools.islice(loader, batches):
-                model(images.to(device))
+            for images, _ in loader:
+                model(images[: count - seen].to(device))
+                seen += min(len(images), count - seen)
+                if seen >= count:
+                    break
 
-    return forward_loop, min(args.calib_images, len(dataset))
+    return forward_loop, count
 
 
 def val_road_metrics(model: torch.nn.Module, loader, device) -> dict:

@@ -72,14 +72,32 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), options,
                                                 providers=choose_providers(ort.get_available_providers(), providers))
-        except (state.InvalidProtobuf, state.InvalidGraph, state.Fail) as err:
+        except (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoSuchFile, state.NotImplemented) as err:
             raise ToolError(f"--model {self.path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = info or ModelInfo.from_props(props, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
+        self._check_shapes()
+        self._runtime_errors = (state.InvalidArgument, state.Fail, state.RuntimeException, state.NotImplemented)
+
+    def _check_shapes(self) -> None:
+        """A model exported elsewhere must take (N, 3, H, W) at the given size and give one logit per class."""
+        inputs, outputs = self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape
+        fixed = [d if isinstance(d, int) else None for d in inputs]
+        expected = [None, 3, *self.info.input_size]
+        if len(fixed) != 4 or any(f is not None and f != e for f, e in zip(fixed[1:], expected[1:], strict=True)):
+            raise ToolError(f"--model {self.path}: input {self.input_name!r} has shape {inputs}; expected "
+                            f"(N, 3, {self.info.input_size[0]}, {self.info.input_size[1]}) (see --input-size)")
+        if len(outputs) != 4 or (isinstance(outputs[1], int) and outputs[1] != len(self.info.classes)):
+            raise ToolError(f"--model {self.path}: output shape {outputs}; expected (N, {len(self.info.classes)}, "
+                            "H, W): one logit per class (not road, road)")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except self._runtime_errors as err:
+            raise ToolError(f"{self.path}: onnxruntime failed on a {tuple(batch.shape)} batch: "
+                            f"{str(err).splitlines()[0]}") from None
 
     def describe(self) -> dict:
         return {**super().describe(), "provider": self.session.get_providers()[0],

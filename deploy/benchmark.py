@@ -235,8 +235,8 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int
                          "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),
                          "gmacs": scaled_gmacs(backend.info, size), **stats,
                          "road_iou": ious[i]["road_iou"] if ious[i] else None, "val": ious[i]})
-    first = rows[0]
-    for r in rows:
+    for r in rows:  # ratios against the first model at the same input size
+        first = next(b for b in rows if b["size"] == r["size"])
         r["speedup"] = first["p50_ms"] / r["p50_ms"]
         both = r["road_iou"] is not None and first["road_iou"] is not None
         r["iou_delta_points"] = 100 * (r["road_iou"] - first["road_iou"]) if both else None
@@ -248,7 +248,8 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int
     table = markdown_table(rows)
     print(table)
     print(f"\n{report['covers']}; {report['cpu']}, threads {report['threads']}, {args.warmup} warm-up + "
-          f"{args.runs} timed runs x {args.rounds} interleaved rounds; speed-up = first row p50 / row p50")
+          f"{args.runs} timed runs x {args.rounds} interleaved rounds; "
+          "speed-up = p50 of the first model at the same size / row p50")
     if args.out:
         atomic_write(args.out / "benchmark.md", lambda f: f.write((table + "\n").encode()))
         atomic_write_json(args.out / "benchmark.json", report)

@@ -77,6 +77,8 @@ class Pipeline:
         self.labelled = 0
         self.recent_infer: deque = deque(maxlen=30)
         self.recent_done: deque = deque(maxlen=30)
+        if hasattr(source, "sleep"):  # a live source's reconnect back-off ends as soon as the run stops
+            source.sleep = self.stop.wait
 
     # stages ---------------------------------------------------------------------------------------
     def _put(self, box: queue.Queue, item, may_drop: bool) -> None:
@@ -243,9 +245,10 @@ class Pipeline:
         finally:
             self.stop.set()
             for worker in workers:
-                worker.join(timeout=5)
+                worker.join(timeout=10)
+            # a failed run discards its half-written video; a finished or interrupted one keeps it
             for sink in self.sinks:
-                sink.close()
+                sink.close(commit=not self.errors)
             self.source.close()
         if self.errors:
             raise self.errors[0]

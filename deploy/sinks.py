@@ -38,10 +38,14 @@ class VideoFileSink:
         self.writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, commit: bool = True) -> None:
+        """Finish the file; ``commit=False`` (a failed run) discards it instead of leaving half a video."""
         if self.writer is not None:
             self.writer.release()
-            os.replace(self.partial, self.path)  # readers never see a half-written file
+            self.writer = None
+            if commit and self.partial.exists():
+                os.replace(self.partial, self.path)  # readers never see a half-written file
+        self.partial.unlink(missing_ok=True)
 
 
 class ImageFolderSink:
@@ -56,8 +60,8 @@ class ImageFolderSink:
         atomic_write_bytes(self.folder / f"frame_{self.frames:06d}.png", data.tobytes())
         self.frames += 1
 
-    def close(self) -> None:
-        pass
+    def close(self, commit: bool = True) -> None:
+        pass  # each frame was written atomically; a failed run keeps the frames it finished
 
 
 class WindowSink:
@@ -73,17 +77,21 @@ class WindowSink:
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.closed_by_user = True
 
-    def close(self) -> None:
-        cv2.destroyWindow(self.title)
+    def close(self, commit: bool = True) -> None:
+        if self.frames:  # OpenCV raises for a window that was never shown
+            cv2.destroyWindow(self.title)
 
 
 def open_sink(uri: str, fps: float):
     if uri.startswith("display://"):
         return WindowSink()
     path = Path(uri)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoFileSink(path, fps)
-    if path.suffix:
-        raise ToolError(f"--output {uri}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), a folder, "
-                        "or display://0")
-    return ImageFolderSink(path)
+    try:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return VideoFileSink(path, fps)
+        if path.suffix:
+            raise ToolError(f"--output {uri}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), a folder, "
+                            "or display://0")
+        return ImageFolderSink(path)
+    except OSError as err:  # an existing file where a folder should be, no permission, ...
+        raise ToolError(f"--output {uri}: cannot write there ({err.strerror or err})") from None

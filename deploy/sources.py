@@ -81,7 +81,7 @@ class ImageFolderSource:
 class CaptureSource:
     """A cv2.VideoCapture: video file, camera, network stream or GStreamer pipeline."""
 
-    def __init__(self, uri: str, kind: str, retries: int = 5, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, uri: str, kind: str, retries: int = 5, sleep: Callable[[float], bool | None] = time.sleep):
         self.uri, self.kind, self.retries, self.sleep = uri, kind, retries, sleep
         self.live = kind != "file"
         self.reconnects = 0
@@ -117,7 +117,8 @@ class CaptureSource:
     def _reconnect(self) -> np.ndarray | None:
         """A live source dropped: reopen with exponential back-off; None after ``retries`` failures."""
         for attempt in range(self.retries):
-            self.sleep(0.5 * 2**attempt)
+            if self.sleep(0.5 * 2**attempt):  # the pipeline's stop event: true when the run is ending
+                return None
             self.capture.release()
             self.capture = self._open()
             if self.capture.isOpened():

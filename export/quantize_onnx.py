@@ -51,7 +51,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="onnxruntime: CPU-friendly QDQ (uint8 activations); tensorrt: ModelOpt Q/DQ for TensorRT")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's folder)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    data.add_argument("--dataset", choices=DATASETS, default=None,
+                      help="default: the dataset the model was trained on (its metadata)")
     data.add_argument("--data-path", type=Path, default=None)
     data.add_argument("--calib-split", default="train")
     data.add_argument("--calib-images", type=int, default=64)
@@ -151,14 +152,18 @@ def quantize_for_tensorrt(fp32_path: Path, batches: list[np.ndarray], method: st
 
 
 def interleaved_latency(graphs: dict[str, bytes], args, input_size) -> dict:
-    """Each file's p50 is the median of its rounds' p50s; rounds alternate so load changes hit both."""
+    """Each percentile is the median of its rounds' values; rounds alternate so load changes hit both."""
     samples = {name: [] for name in graphs}
     for _ in range(args.rounds):
         for name, graph in graphs.items():
             samples[name].append(onnx_latency(graph, input_size, threads=args.threads, warmup=args.warmup,
                                               runs=args.runs))
-    return {name: {**runs[-1], "p50_ms": statistics.median(r["p50_ms"] for r in runs), "rounds": args.rounds}
-            for name, runs in samples.items()}
+    summary = {}
+    for name, runs in samples.items():
+        medians = {key: statistics.median(r[key] for r in runs) for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")}
+        summary[name] = {**runs[-1], **medians, "fps": 1000.0 / medians["p50_ms"], "rounds": args.rounds,
+                         "statistic": "median over rounds of each round's percentile"}
+    return summary
 
 
 def main(args: argparse.Namespace) -> int:
@@ -167,6 +172,7 @@ def main(args: argparse.Namespace) -> int:
     if info.precision != "fp32":
         raise ToolError(f"--model {args.model}: is {info.precision}; post-training quantization starts from FP32")
     precision, stem = TARGETS[args.target]
+    args.dataset = args.dataset or info.meta.get("dataset") or "synthetic"
     out = args.out or args.model.parent
     calib = [batch for batch, _ in load_parity_images(args.dataset, args.data_path, args.calib_split,
                                                       args.calib_images, info)]
@@ -201,6 +207,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         require_parity(parity, args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.model}")
     except ParityError:
+        (out / f"{stem}.onnx").unlink(missing_ok=True)  # no earlier file may pass for this one
         atomic_write_json(report_path, report)
         raise
     onnx_path = atomic_write_bytes(out / f"{stem}.onnx", data)

@@ -45,7 +45,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     gate = p.add_argument_group("parity gate")
-    gate.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    gate.add_argument("--dataset", choices=DATASETS, default=None,
+                      help="default: the dataset the model was trained on (its metadata)")
     gate.add_argument("--data-path", type=Path, default=None)
     gate.add_argument("--split", default="val")
     gate.add_argument("--parity-images", type=int, default=16)
@@ -87,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
     if "input_size" not in ckpt["meta"]:
         raise ToolError(f"{args.ckpt}: meta has no input_size (was it written by this toolchain?)")
     stem = STEMS[precision]
+    args.dataset = args.dataset or ckpt["meta"].get("dataset") or "synthetic"
     proto = build_onnx(model, info, args.opset, simplified=not args.no_simplify)
     if precision.startswith("int8"):
         from export.qdq_check import require_qdq
@@ -104,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         require_parity(report["parity"], args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.ckpt}")
     except ParityError:
+        (args.out / f"{stem}.onnx").unlink(missing_ok=True)  # no earlier file may pass for this one
         atomic_write_json(report_path, report)  # the figures say why; no .onnx is shipped
         raise
     onnx_path = atomic_write_bytes(args.out / f"{stem}.onnx", data)

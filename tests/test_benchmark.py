@@ -68,7 +68,9 @@ def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["rows"]
     assert [(r["name"], r["size"]) for r in rows] == [("model_fp32", [32, 64]), ("model_fp32", [64, 64])] * 2
-    assert rows[0]["speedup"] == 1.0 and rows[0]["iou_delta_points"] == 0.0
+    # ratios are against the first model at the same size
+    assert rows[0]["speedup"] == rows[1]["speedup"] == 1.0 and rows[0]["iou_delta_points"] == 0.0
+    assert rows[3]["speedup"] == pytest.approx(rows[1]["p50_ms"] / rows[3]["p50_ms"])
     for r in rows:
         assert 0 < r["p50_ms"] <= r["p99_ms"] and r["fps"] == pytest.approx(1000 / r["p50_ms"])
         assert 0 <= r["road_iou"] <= 1 and r["threads"] == 1

@@ -149,8 +149,8 @@ class ListSink:
     def write(self, frame):
         self.frames.append(frame)
 
-    def close(self):
-        pass
+    def close(self, commit=True):
+        self.committed = commit
 
 
 def test_live_sources_drop_old_frames_when_inference_is_slow():
@@ -216,3 +216,24 @@ def test_model_without_metadata_needs_explicit_preprocessing(tiny_onnx, short_vi
     assert explicit.returncode == 0, explicit.stderr[-1500:]
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["frames"] == 3 and summary["input_size"] == list(SIZE)
+
+
+def test_a_failed_run_leaves_no_half_written_video(tmp_path):
+    from deploy.sinks import VideoFileSink
+    from models.cli import ToolError
+
+    class FailingBackend(FakeBackend):
+        def infer(self, batch):
+            if self.calls == 5:
+                raise ToolError("model.onnx: onnxruntime failed")
+            return super().infer(batch)
+
+    sink = VideoFileSink(tmp_path / "out.mp4", fps=10)
+    source = FakeSource(20)
+    source.live = False
+    with pytest.raises(ToolError, match="onnxruntime failed"):
+        Pipeline(source, FailingBackend(), [sink], PipelineOptions(warmup=0)).run()
+    assert list(tmp_path.iterdir()) == []  # neither out.mp4 nor its partial file
+    done = VideoFileSink(tmp_path / "ok.mp4", fps=10)
+    Pipeline(FakeSource(4), FakeBackend(), [done], PipelineOptions(warmup=0, drop_frames=False)).run()
+    assert [p.name for p in tmp_path.iterdir()] == ["ok.mp4"] and count_frames(tmp_path / "ok.mp4") == 4

@@ -46,6 +46,7 @@ from models.cli import ToolError, run
 from models.complexity import count_params_and_macs
 from models.fileio import atomic_write_bytes, atomic_write_json
 from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from models.quantization import is_quantized
 from train import distributed
 from train.engine import StepContext, make_scheduler, train_one_epoch
 from train.evaluate import evaluate, select_device
@@ -276,7 +277,15 @@ class Trainer:
                 f"{path}: was a run of {state['total_iters']} iterations x {state['iters_per_epoch']} per epoch, "
                 f"these flags give {self.total_iters} x {self.iters_per_epoch}; resume with the same data, "
                 "batch size, process count and epochs")
-        self.model.load_state_dict(ckpt["state_dict"])
+        if ("modelopt_state" in ckpt) != is_quantized(self.model):
+            kind = "an INT8 QAT run (resume it with compress/qat.py)" if "modelopt_state" in ckpt else "a float run"
+            raise CheckpointError(f"{path}: holds {kind}; this run's model is "
+                                  f"{'quantized' if is_quantized(self.model) else 'float'}; choose another --out")
+        try:
+            self.model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as err:
+            raise CheckpointError(f"{path}: weights do not fit this run's model: "
+                                  f"{str(err).strip().splitlines()[0]}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
