@@ -34,6 +34,7 @@ VARIANTS = {
     "mobile_unet_x2": "--arch mobile_unet --width-mult 2.0",
     "mobile_unet_x1_relu": "--arch mobile_unet --width-mult 1.0 --act relu",
     "mobile_unet_x1_head4": "--arch mobile_unet --width-mult 1.0 --head-stride 4",
+    "mobile_unet_x1_head1": "--arch mobile_unet --width-mult 1.0 --head-stride 1",
     "mobile_unet_x1_depth4": "--arch mobile_unet --width-mult 1.0 --depth 4",
     "lraspp_mobilenet_v3_large (peer)": "--arch lraspp_mobilenet_v3_large",
     "deeplabv3_mobilenet_v3_large (peer)": "--arch deeplabv3_mobilenet_v3_large",

@@ -35,7 +35,8 @@ def add_model_arguments(group) -> None:
     group.add_argument("--separable", action="store_true", help="unet: depthwise-separable 3x3 convolutions")
     group.add_argument("--width-mult", type=float, default=1.0, help="mobile_unet: channel multiplier")
     group.add_argument("--head-stride", type=int, choices=HEAD_STRIDES, default=2,
-                       help="mobile_unet: predict at 1/N resolution, then bilinear up-sampling")
+                       help="mobile_unet: predict at 1/N resolution, then bilinear up-sampling (1: a thin "
+                            "full-resolution branch and a last decoder step at full resolution)")
     group.add_argument("--act", choices=tuple(ACTIVATIONS), default="relu6", help="mobile_unet")
 
 

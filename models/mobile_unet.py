@@ -9,6 +9,9 @@ convolutions (memory-bound, a few channels over many pixels). This variant keeps
   when shapes allow), the first block of each level with stride 2;
 - a light decoder: bilinear x2, concatenate the skip, one depthwise-separable 3x3 per level;
 - the 1x1 classifier at 1/``head_stride`` resolution (2 or 4), bilinearly up-sampled to the input;
+  or ``head_stride`` 1: a thin full-resolution branch (one 3x3 conv of ``full_res_width``
+  channels, which the stem then strides from) feeds a last decoder step at full resolution, for
+  sharp road edges at little cost ("few channels at full resolution");
 - ReLU6 by default (bounded activations quantize to int8 well), or ReLU.
 
 Every width is an explicit argument and ``arch()`` reads them back from the live layers, so a
@@ -27,11 +30,12 @@ from torch import nn
 from models.unet import NORMS, make_norm
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
-HEAD_STRIDES = (2, 4)
+HEAD_STRIDES = (1, 2, 4)
+FULL_RES_WIDTH = 8
 # Per encoder level (1/4, 1/8, 1/16, 1/32 of the input): (expansion, output width, blocks).
 LEVELS = ((3, 24, 2), (4, 32, 2), (4, 64, 2), (4, 96, 2))
 STEM_WIDTH = 16
-DECODER_WIDTHS = (64, 32, 24, 16)  # from the deepest level up to the stem's (1/2)
+DECODER_WIDTHS = (64, 32, 24, 16, 8)  # from the deepest level up to full resolution
 
 
 def _scaled(width: float) -> int:
@@ -52,9 +56,17 @@ def default_config(width_mult: float = 1.0, depth: int = 3, head_stride: int = 2
                           "residual": index > 0})
             width = out
         blocks.append(level)
-    decoder = [_scaled(w * width_mult) for w in DECODER_WIDTHS[len(DECODER_WIDTHS) - depth:]]
-    return {"stem_width": stem, "encoder_blocks": blocks, "decoder_widths": decoder[: depth + 1 - head_stride // 2],
-            "head_stride": head_stride}
+    decoder = [_scaled(w * width_mult) for w in DECODER_WIDTHS[len(DECODER_WIDTHS) - 1 - depth:]]
+    config = {"stem_width": stem, "encoder_blocks": blocks, "head_stride": head_stride,
+              "decoder_widths": decoder[: decoder_steps(depth, head_stride)]}
+    if head_stride == 1:
+        config["full_res_width"] = FULL_RES_WIDTH  # not scaled: full-resolution channels are the costly ones
+    return config
+
+
+def decoder_steps(depth: int, head_stride: int) -> int:
+    """Up-sampling steps from the deepest level (1/2**(depth+1)) to the head's resolution."""
+    return depth + 1 - head_stride.bit_length() + 1
 
 
 class ConvNormAct(nn.Sequential):
@@ -114,7 +126,7 @@ class MobileUNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, norm: str = "bn", act: str = "relu6",
                  stem_width: int | None = None, encoder_blocks: list[list[dict]] | None = None,
-                 decoder_widths: list[int] | None = None, head_stride: int = 2):
+                 decoder_widths: list[int] | None = None, head_stride: int = 2, full_res_width: int | None = None):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -127,12 +139,21 @@ class MobileUNet(nn.Module):
         encoder_blocks = encoder_blocks or defaults["encoder_blocks"]
         depth = len(encoder_blocks)
         decoder_widths = decoder_widths or default_config(depth=depth, head_stride=head_stride)["decoder_widths"]
-        if len(decoder_widths) != depth + 1 - head_stride // 2:
+        if len(decoder_widths) != decoder_steps(depth, head_stride):
             raise ValueError(f"{depth} encoder levels with head_stride {head_stride} need "
-                             f"{depth + 1 - head_stride // 2} decoder widths, got {len(decoder_widths)}")
+                             f"{decoder_steps(depth, head_stride)} decoder widths, got {len(decoder_widths)}")
         self.norm_kind, self.act_kind, self.head_stride = norm, act, head_stride
+        skips = []
+        if head_stride == 1:
+            full_res_width = full_res_width or FULL_RES_WIDTH
+            self.full_res = ConvNormAct(in_channels, full_res_width, 3, 1, 1, norm, act)
+            skips.append(full_res_width)
+            in_channels = full_res_width
+        else:
+            self.full_res = None
         self.stem = ConvNormAct(in_channels, stem_width, 3, 2, 1, norm, act)
-        levels, skips, width = [], [stem_width], stem_width
+        levels, width = [], stem_width
+        skips.append(stem_width)
         for level in encoder_blocks:
             blocks = []
             for b in level:
@@ -155,7 +176,7 @@ class MobileUNet(nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return self.stem.conv.in_channels
+        return (self.full_res or self.stem).conv.in_channels
 
     @property
     def depth(self) -> int:
@@ -165,7 +186,8 @@ class MobileUNet(nn.Module):
         return {"in_channels": self.in_channels, "num_classes": self.outc.out_channels, "norm": self.norm_kind,
                 "act": self.act_kind, "stem_width": self.stem.conv.out_channels,
                 "encoder_blocks": [[block.spec() for block in level] for level in self.encoder],
-                "decoder_widths": [step.out_channels for step in self.decoder], "head_stride": self.head_stride}
+                "decoder_widths": [step.out_channels for step in self.decoder], "head_stride": self.head_stride,
+                "full_res_width": self.full_res.conv.out_channels if self.full_res is not None else None}
 
     def arch(self) -> dict:
         # "depth" is what models.model_metadata reads for the size multiple: 2**(levels + 1)
@@ -186,10 +208,13 @@ class MobileUNet(nn.Module):
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             self.check_input_size(x.shape[-2], x.shape[-1])
         size = x.shape[-2:]
-        skips = [self.stem(x)]
+        skips = [self.full_res(x)] if self.full_res is not None else []
+        skips.append(self.stem(skips[-1] if skips else x))
         for level in self.encoder:
             skips.append(level(skips[-1]))
         x = skips.pop()
         for step in self.decoder:
             x = step(x, skips.pop())
-        return F.interpolate(self.outc(x), size=size, mode="bilinear", align_corners=False)
+        logits = self.outc(x)
+        return logits if self.head_stride == 1 else F.interpolate(logits, size=size, mode="bilinear",
+                                                                  align_corners=False)

@@ -22,7 +22,8 @@ from tests.conftest import assert_one_line_error, run_script
 SIZE = (64, 96)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"head_stride": 4}, {"act": "relu", "norm": "gn"}, {"depth": 2}])
+@pytest.mark.parametrize("kwargs", [{}, {"head_stride": 4}, {"head_stride": 1}, {"act": "relu", "norm": "gn"},
+                                    {"depth": 2}])
 def test_mobile_unet_shapes_and_exact_rebuild(kwargs):
     torch.manual_seed(0)
     model = MobileUNet.from_width_mult(0.5, **kwargs).eval()
