@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from compress.fine_tuning import fine_tune_args, make_distill_loss
-from deploy.latency import onnx_latency
+from deploy.latency import interleaved_onnx_latency, onnx_latency
 from export.onnx_export import onnx_bytes
 from models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
 from models.cli import ToolError, run
@@ -183,14 +183,11 @@ def ort_latency(model_or_graph, args) -> dict:
 
 
 def interleaved_latency(models: dict, args, rounds: int = 3) -> dict:
-    """p50 latency of each model, measured in alternating rounds so that a change in machine load
-    affects all of them alike; each model's figure is the median of its rounds' p50s."""
+    """p50 latency of each model, the median of alternating rounds (deploy.latency)."""
     graphs = {name: onnx_bytes(model.cpu(), args.input_size) for name, model in models.items()}
-    samples = {name: [] for name in graphs}
-    for _ in range(rounds):
-        for name, graph in graphs.items():
-            samples[name].append(ort_latency(graph, args)["p50_ms"])
-    return {name: statistics.median(values) for name, values in samples.items()}
+    timed = interleaved_onnx_latency(graphs, args.input_size, rounds, threads=args.threads, warmup=args.warmup,
+                                     runs=args.runs)
+    return {name: stats["p50_ms"] for name, stats in timed.items()}
 
 
 def save_report_figure(path: Path, report: dict) -> None:

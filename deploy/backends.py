@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.latency import onnx_session
 from models.cli import ToolError
 from models.model_metadata import ModelInfo
 
@@ -65,13 +66,9 @@ class OnnxRuntimeBackend(Backend):
         self.path = Path(path)
         if not self.path.is_file():
             raise ToolError(f"--model {self.path}: no such file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0 = onnxruntime's default (one per physical core)
-        options.inter_op_num_threads = 1
         self.threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), options,
-                                                providers=choose_providers(ort.get_available_providers(), providers))
+            self.session = onnx_session(self.path, threads, choose_providers(ort.get_available_providers(), providers))
         except (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoSuchFile, state.NotImplemented) as err:
             raise ToolError(f"--model {self.path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
         props = self.session.get_modelmeta().custom_metadata_map

@@ -5,6 +5,7 @@ runs; it gives p50/p90/p99 in milliseconds and FPS from p50.
 
     from deploy.latency import onnx_latency
     onnx_latency("model.onnx", input_size=(352, 480), threads=2)
+    interleaved_onnx_latency({"fp32": a, "int8": b}, (352, 480), rounds=3, threads=2)
 """
 
 from __future__ import annotations
@@ -61,3 +62,19 @@ def onnx_latency(model: str | os.PathLike | bytes, input_size: tuple[int, int], 
             "threads": threads or "onnxruntime default (one per physical core)",
             "precision": "as stored in the model", "input_size": list(input_size), "batch": batch,
             "warmup": warmup, "runs": runs, "cpu": cpu_model(), **percentiles_ms(times)}
+
+
+def interleaved_onnx_latency(graphs: dict, input_size: tuple[int, int], rounds: int = 3, **kwargs) -> dict:
+    """onnx_latency of several models, timed in alternating rounds so that a change in machine load
+    hits all of them alike; each percentile is the median of its rounds' values (fps from that p50).
+    ``kwargs`` go to onnx_latency (threads, warmup, runs)."""
+    samples = {name: [] for name in graphs}
+    for _ in range(rounds):
+        for name, graph in graphs.items():
+            samples[name].append(onnx_latency(graph, input_size, **kwargs))
+    summary = {}
+    for name, runs in samples.items():
+        medians = {key: float(np.median([r[key] for r in runs])) for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")}
+        summary[name] = {**runs[-1], **medians, "fps": 1000.0 / medians["p50_ms"], "rounds": rounds,
+                         "statistic": "median over rounds of each round's percentile"}
+    return summary

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploy.latency import cpu_model, onnx_latency, onnx_session
+from deploy.latency import cpu_model, interleaved_onnx_latency, onnx_session
 from export.onnx_export import INPUT_NAME
 from export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from models.checkpoint import file_sha256
@@ -151,21 +150,6 @@ def quantize_for_tensorrt(fp32_path: Path, batches: list[np.ndarray], method: st
     return onnx.load(str(output))
 
 
-def interleaved_latency(graphs: dict[str, bytes], args, input_size) -> dict:
-    """Each percentile is the median of its rounds' values; rounds alternate so load changes hit both."""
-    samples = {name: [] for name in graphs}
-    for _ in range(args.rounds):
-        for name, graph in graphs.items():
-            samples[name].append(onnx_latency(graph, input_size, threads=args.threads, warmup=args.warmup,
-                                              runs=args.runs))
-    summary = {}
-    for name, runs in samples.items():
-        medians = {key: statistics.median(r[key] for r in runs) for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms")}
-        summary[name] = {**runs[-1], **medians, "fps": 1000.0 / medians["p50_ms"], "rounds": args.rounds,
-                         "statistic": "median over rounds of each round's percentile"}
-    return summary
-
-
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     info = read_onnx_info(args.model)
@@ -211,7 +195,8 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_json(report_path, report)
         raise
     onnx_path = atomic_write_bytes(out / f"{stem}.onnx", data)
-    latency = interleaved_latency({"fp32": fp32_bytes, "int8": data}, args, info.input_size)
+    latency = interleaved_onnx_latency({"fp32": fp32_bytes, "int8": data}, info.input_size, rounds=args.rounds,
+                                       threads=args.threads, warmup=args.warmup, runs=args.runs)
     report.update(onnx=str(onnx_path), latency=latency,
                   speedup_vs_fp32=latency["fp32"]["p50_ms"] / latency["int8"]["p50_ms"])
     atomic_write_json(report_path, report)
