@@ -14,6 +14,7 @@ import torch
 from compress.fine_tuning import make_distill_loss
 from compress.prune import all_widths, prune_once, prune_to_target
 from models.checkpoint import load_model
+from models.cli import ToolError
 from models.complexity import count_params_and_macs
 from models.unet import UNet
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
@@ -69,6 +70,24 @@ def test_target_macs_lands_within_five_percent_under(base16):
         model, _, value = prune_to_target(copy.deepcopy(base16), macs, target, "GMACs", prune)
         assert value == pytest.approx(macs(model))
         assert 0.95 * target <= value <= target
+
+
+def test_target_search_finds_a_low_ratio_when_heavier_pruning_measures_slower():
+    # onnxruntime timed a model pruned 10% at 3.3 ms and pruned 30% at 5.0 ms (4-channel layers);
+    # a search that starts high must not declare the target out of reach
+    def latency(model):
+        ratio = model["ratio"]
+        return 5.7 - 20 * ratio if ratio <= 0.12 else 5.0
+
+    def prune(model, ratio):
+        return {"ratio": ratio}
+
+    model, ratio, value = prune_to_target({"ratio": 0.0}, latency, 4.1, "latency ms", prune, search_steps=8)
+    assert value <= 4.1 and model["ratio"] == ratio
+    assert 0.08 <= ratio <= 0.1  # the smallest ratio that meets it, within the bisection's resolution
+
+    with pytest.raises(ToolError, match="out of reach.* is 3.3"):
+        prune_to_target({"ratio": 0.0}, lambda m: 3.3 if m["ratio"] else 5.7, 3.0, "latency ms", prune)
 
 
 def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
