@@ -16,7 +16,9 @@ IoU is computed on a dataset split at the model's input size, scored at label re
         --sizes 352x480 --threads 2
 
 Writes ``--out/benchmark.md`` (the table), ``benchmark.json`` (every figure and the conditions:
-CPU, threads, warm-up and timed runs) and ``benchmark.png`` (road IoU against latency).
+CPU, threads, warm-up and timed runs) and ``benchmark.png`` (road IoU against latency, one panel per
+size, peers as triangles, the Pareto front joined: the models no other is both faster and more
+accurate than). Rows are named by file stem, or folder/stem where stems repeat.
 """
 
 from __future__ import annotations
@@ -141,9 +143,27 @@ def scaled_gmacs(info, size: tuple[int, int]) -> float | None:
     return complexity["gmacs"] * size[0] * size[1] / (base[0] * base[1])
 
 
+def row_names(paths: list[Path]) -> list[str]:
+    """Each file's stem, or folder/stem where stems repeat (every export is model_fp32.onnx)."""
+    stems = [path.stem for path in paths]
+    return [f"{path.parent.name}/{path.stem}" if stems.count(path.stem) > 1 else path.stem for path in paths]
+
+
+def mark_pareto_front(rows: list[dict]) -> None:
+    """Set ``row["pareto"]``: True where no other scored row at the same size is at least as fast and at
+    least as accurate, and better in one; None for rows without a road IoU."""
+    for r in rows:
+        if r["road_iou"] is None:
+            r["pareto"] = None
+            continue
+        rivals = [o for o in rows if o is not r and o["size"] == r["size"] and o["road_iou"] is not None]
+        r["pareto"] = not any(o["p50_ms"] <= r["p50_ms"] and o["road_iou"] >= r["road_iou"]
+                              and (o["p50_ms"] < r["p50_ms"] or o["road_iou"] > r["road_iou"]) for o in rivals)
+
+
 def markdown_table(rows: list[dict]) -> str:
     header = ("| model | precision | backend | size | MB | params | GMACs | p50 ms | p90 ms | p99 ms | FPS "
-              "| road IoU | speed-up | IoU delta |")
+              "| road IoU | speed-up | IoU delta | Pareto |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         iou = f"{100 * r['road_iou']:.2f}" if r["road_iou"] is not None else "-"
@@ -152,11 +172,13 @@ def markdown_table(rows: list[dict]) -> str:
         params = f"{r['params']:,}" if r["params"] is not None else "-"
         lines.append(f"| {r['name']} | {r['precision']} | {r['backend']} | {r['size'][0]}x{r['size'][1]} "
                      f"| {r['file_mb']:.2f} | {params} | {gmacs} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
-                     f"| {r['p99_ms']:.2f} | {r['fps']:.1f} | {iou} | x{r['speedup']:.2f} | {delta} |")
+                     f"| {r['p99_ms']:.2f} | {r['fps']:.1f} | {iou} | x{r['speedup']:.2f} | {delta} "
+                     f"| {'yes' if r['pareto'] else ''} |")
     return "\n".join(lines)
 
 
 def save_plot(path: Path, rows: list[dict]) -> None:
+    """Road IoU against latency, one panel per input size; peers drawn apart, the Pareto front joined."""
     import io
 
     import matplotlib
@@ -165,15 +187,26 @@ def save_plot(path: Path, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     scored = [r for r in rows if r["road_iou"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in scored:
-        ax.scatter(r["p50_ms"], 100 * r["road_iou"])
-        ax.annotate(f"{r['name']} ({r['size'][0]}x{r['size'][1]})", (r["p50_ms"], 100 * r["road_iou"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("model-only latency p50 (ms)")
-    ax.set_ylabel("road IoU (%)")
-    ax.set_title("road IoU vs latency (one run)")
-    ax.grid(alpha=0.3)
+    sizes = list(dict.fromkeys(tuple(r["size"]) for r in scored)) or [None]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(7.5 * len(sizes), 5), squeeze=False)
+    for ax, size in zip(axes[0], sizes, strict=True):
+        panel = [r for r in scored if tuple(r["size"]) == size]
+        for r in panel:
+            peer = r["arch_name"] in PEER_NAMES
+            ax.scatter(r["p50_ms"], 100 * r["road_iou"], marker="^" if peer else "o", s=60 if peer else 40,
+                       color="tab:red" if peer else ("tab:blue" if r["pareto"] else "tab:gray"), zorder=3)
+            ax.annotate(r["name"] + (" (peer)" if peer else ""), (r["p50_ms"], 100 * r["road_iou"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = sorted((r for r in panel if r["pareto"]), key=lambda r: r["p50_ms"])
+        if front:
+            ax.step([r["p50_ms"] for r in front], [100 * r["road_iou"] for r in front], where="post",
+                    color="tab:blue", alpha=0.5, label="Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
+        title = f"{size[0]}x{size[1]}" if size else "no scored model"
+        ax.set_title(f"road IoU vs latency, {title} (one run; triangles: peers)", fontsize=9)
+        ax.set_xlabel("model-only latency p50 (ms)")
+        ax.set_ylabel("road IoU (%)")
+        ax.grid(alpha=0.3)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=120)
@@ -226,12 +259,14 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int
     latency = measure_latency(backends, sizes_of, args)
 
     rows = []
+    names = row_names([backend.path for backend in backends])
     for i, backend in enumerate(backends):
         for size in sizes_of[i]:
             complexity = backend.info.meta.get("complexity") or {}
             stats = latency[(i, size)]
-            name = f"{backend.path.stem} (untrained peer)" if backend.path in peers else backend.path.stem
-            rows.append({"name": name, "path": str(backend.path), **backend.describe(), "size": list(size),
+            name = f"{names[i]} (untrained peer)" if backend.path in peers else names[i]
+            rows.append({"name": name, "path": str(backend.path), "arch_name": backend.info.arch.get("name"),
+                         **backend.describe(), "size": list(size),
                          "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),
                          "gmacs": scaled_gmacs(backend.info, size), **stats,
                          "road_iou": ious[i]["road_iou"] if ious[i] else None, "val": ious[i]})
@@ -240,6 +275,7 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int
         r["speedup"] = first["p50_ms"] / r["p50_ms"]
         both = r["road_iou"] is not None and first["road_iou"] is not None
         r["iou_delta_points"] = 100 * (r["road_iou"] - first["road_iou"]) if both else None
+    mark_pareto_front(rows)
     report = {"covers": "model only: a preprocessed (1, 3, H, W) tensor in, logits out",
               "cpu": cpu_model(), "threads": args.threads or "runtime default", "warmup": args.warmup,
               "runs_per_round": args.runs, "rounds": args.rounds,

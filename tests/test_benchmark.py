@@ -67,7 +67,10 @@ def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
     assert result.returncode == 0, result.stderr[-1500:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["rows"]
-    assert [(r["name"], r["size"]) for r in rows] == [("model_fp32", [32, 64]), ("model_fp32", [64, 64])] * 2
+    names = ["small/model_fp32"] * 2 + ["wide/model_fp32"] * 2  # same stem: named by folder
+    assert [(r["name"], r["size"]) for r in rows] == list(zip(names, [[32, 64], [64, 64]] * 2, strict=True))
+    for size in ([32, 64], [64, 64]):  # of two scored models at a size, at least one is on the front
+        assert any(r["pareto"] for r in rows if r["size"] == size)
     # ratios are against the first model at the same size
     assert rows[0]["speedup"] == rows[1]["speedup"] == 1.0 and rows[0]["iou_delta_points"] == 0.0
     assert rows[3]["speedup"] == pytest.approx(rows[1]["p50_ms"] / rows[3]["p50_ms"])
@@ -81,6 +84,25 @@ def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
     assert len(table) == 2 + len(rows) and "speed-up" in table[0]
     assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
     assert report["runs_per_round"] == 3 and report["rounds"] == 2 and report["cpu"]
+
+
+def test_pareto_front_and_row_names():
+    from pathlib import Path
+
+    from deploy.benchmark import mark_pareto_front, row_names
+
+    def row(name, ms, iou, size=(352, 480)):
+        return {"name": name, "p50_ms": ms, "road_iou": iou, "size": list(size)}
+
+    rows = [row("peer", 24.0, 0.941), row("full", 105.0, 0.963), row("pruned", 15.7, 0.953),
+            row("slow_and_worse", 30.0, 0.940), row("tie_slower", 24.0, 0.953), row("untrained", 5.0, None),
+            row("other_size", 90.0, 0.90, (512, 1024))]
+    mark_pareto_front(rows)
+    assert {r["name"]: r["pareto"] for r in rows} == {
+        "peer": False, "full": True, "pruned": True, "slow_and_worse": False, "tie_slower": False,
+        "untrained": None, "other_size": True}
+    assert row_names([Path("a/model_fp32.onnx"), Path("b/model_fp32.onnx"), Path("b/int8.onnx")]) == [
+        "a/model_fp32", "b/model_fp32", "int8"]
 
 
 def test_benchmark_errors(two_models, tmp_path):
