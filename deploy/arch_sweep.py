@@ -7,23 +7,33 @@ depend on what the ranges are). Needs torch (it builds the models); deploy/run.p
 
     python deploy/arch_sweep.py --sizes 352x480 512x1024 --threads 2 --out runs/arch_sweep
 
-Writes ``--out/benchmark.{md,json,png}`` and the ONNX files it timed.
+    python deploy/arch_sweep.py --trained runs/camvid/full runs/camvid/arch/* --out runs/arch_sweep
+
+``--trained`` takes train/fit.py output folders: each is matched to the variant whose model it
+trained (by the architecture its recipe builds) and its best val road IoU, epochs and training
+time join that variant's row of the trade-off table.
+
+Writes ``--out/benchmark.{md,json,png}`` (every timed file), ``--out/tradeoff.md`` (a row per variant:
+params, GMACs, FP32 and INT8 p50 at each size, speed against the first peer, trained road IoU) and
+the ONNX files it timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-from deploy.benchmark import parse_size, run_benchmark
-from models.cli import run
+from deploy.benchmark import PEER_NAMES, parse_size, run_benchmark
+from models.cli import ToolError, run
+from models.fileio import atomic_write, atomic_write_json
 
 # name -> train/fit.py model flags
 VARIANTS = {
-    "unet_b64 (standard)": "--arch unet --base-width 64",
+    "unet_b64": "--arch unet --base-width 64",  # the standard U-Net
     "unet_b16": "--arch unet --base-width 16",
     "unet_b8": "--arch unet --base-width 8",
     "unet_b16_separable": "--arch unet --base-width 16 --separable",
@@ -36,8 +46,8 @@ VARIANTS = {
     "mobile_unet_x1_head4": "--arch mobile_unet --width-mult 1.0 --head-stride 4",
     "mobile_unet_x1_head1": "--arch mobile_unet --width-mult 1.0 --head-stride 1",
     "mobile_unet_x1_depth4": "--arch mobile_unet --width-mult 1.0 --depth 4",
-    "lraspp_mobilenet_v3_large (peer)": "--arch lraspp_mobilenet_v3_large",
-    "deeplabv3_mobilenet_v3_large (peer)": "--arch deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large": "--arch lraspp_mobilenet_v3_large",  # peers (deploy.benchmark.PEER_NAMES)
+    "deeplabv3_mobilenet_v3_large": "--arch deeplabv3_mobilenet_v3_large",
 }
 
 
@@ -51,9 +61,90 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--trained", type=Path, nargs="+", default=[],
+                   help="train/fit.py --out folders; each one's best val road IoU joins its variant's row")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", type=Path, default=None)
     return p
+
+
+def model_from_flags(flags: list[str] | dict):
+    """A model from train/fit.py model flags, or from the recipe dict a fit.py run recorded."""
+    from models.architectures import add_model_arguments, model_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    if isinstance(flags, dict):
+        args = parser.parse_args([])
+        for key, value in flags.items():
+            if hasattr(args, key) and value is not None:  # older runs lack the newer flags
+                setattr(args, key, value)
+        return model_from_args(args)
+    return model_from_args(parser.parse_args(flags))
+
+
+def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> dict[str, dict]:
+    """variant name -> {"road_iou", "epochs", "train_min", "run"} for each fit.py folder."""
+    matched = {}
+    for folder in folders:
+        path = folder / "train_report.json"
+        try:
+            report = json.loads(path.read_text())
+            recipe, best = report["recipe"], report["best_val"]["road_iou"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ToolError(f"--trained {folder}: expected a train/fit.py --out folder with a train_report.json") \
+                from None
+        arch = model_from_flags(recipe).arch()
+        name = next((n for n, a in variant_archs.items() if a == arch), None)
+        if name is None:
+            raise ToolError(f"--trained {folder}: its model ({arch.get('name')}) is none of the --variants")
+        if name in matched:
+            raise ToolError(f"--trained {folder}: a second run of {name} (the first: {matched[name]['run']})")
+        matched[name] = {"road_iou": best, "epochs": recipe.get("epochs"), "run": str(folder),
+                         "train_min": report.get("train_seconds_this_session", 0) / 60}
+    return matched
+
+
+def tradeoff_rows(rows: list[dict], variants: list[str], sizes: list[tuple[int, int]], trained: dict) -> list[dict]:
+    """A row per variant from the benchmark's rows (named stem / stem.int8): p50 per precision and size,
+    and the speed-up of FP32 at the first size against the first peer among the variants there."""
+    p50 = {(r["name"], tuple(r["size"])): r["p50_ms"] for r in rows}
+    first = {(r["name"]): r for r in rows if tuple(r["size"]) == sizes[0]}
+    peer = next((v for v in variants if v in PEER_NAMES), None)
+    table = []
+    for name in variants:
+        row = {"variant": name, "peer": name in PEER_NAMES, "flags": VARIANTS[name],
+               "params": first[name]["params"], "gmacs": first[name]["gmacs"], "size_gmacs": list(sizes[0])}
+        for size in sizes:
+            key = f"{size[0]}x{size[1]}"
+            row[f"fp32_ms_{key}"] = p50[(name, size)]
+            row[f"int8_ms_{key}"] = p50.get((f"{name}.int8", size))
+        row["speedup_vs_peer"] = p50[(peer, sizes[0])] / p50[(name, sizes[0])] if peer else None
+        row["trained"] = trained.get(name)
+        table.append(row)
+    return table
+
+
+def tradeoff_markdown(table: list[dict], sizes: list[tuple[int, int]]) -> str:
+    def ms(value):
+        return f"{value:.2f}" if value is not None else "-"
+
+    keys = [f"{h}x{w}" for h, w in sizes]
+    gmacs_at = "x".join(str(v) for v in table[0]["size_gmacs"]) if table else ""
+    peer = next((r["variant"] for r in table if r["peer"]), None)
+    header = (["variant", "params", f"GMACs {gmacs_at}"] + [f"FP32 ms {k}" for k in keys]
+              + [f"INT8 ms {k}" for k in keys] + [f"vs {peer} FP32 {keys[0]}" if peer else "vs peer",
+                                                  "val road IoU", "epochs", "train min"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in table:
+        run_ = r["trained"] or {}
+        cells = ([r["variant"] + (" (peer)" if r["peer"] else ""), f"{r['params']:,}", f"{r['gmacs']:.3f}"]
+                 + [ms(r[f"fp32_ms_{k}"]) for k in keys] + [ms(r[f"int8_ms_{k}"]) for k in keys]
+                 + [f"x{r['speedup_vs_peer']:.2f}" if r["speedup_vs_peer"] else "-",
+                    f"{100 * run_['road_iou']:.2f}" if run_ else "-", str(run_.get("epochs", "-")),
+                    f"{run_['train_min']:.1f}" if run_ else "-"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def export_variant(name: str, flags: str, size: tuple[int, int], out: Path, int8: bool, calibration) -> list[Path]:
@@ -61,18 +152,15 @@ def export_variant(name: str, flags: str, size: tuple[int, int], out: Path, int8
 
     from export.onnx_export import build_onnx
     from export.quantize_onnx import choose_reduce_range, quantize_for_onnxruntime
-    from models.architectures import add_model_arguments, model_from_args
     from models.complexity import count_params_and_macs
     from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, write_onnx_info
 
-    parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
     torch.manual_seed(0)
-    model = model_from_args(parser.parse_args(shlex.split(flags))).eval()
+    model = model_from_flags(shlex.split(flags)).eval()
     meta = {"stage": "init", "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
             "complexity": count_params_and_macs(model, size)}
     info = ModelInfo(arch=model.arch(), meta=meta)
-    stem = name.split(" ")[0]
+    stem = name
     fp32 = out / f"{stem}.onnx"
     fp32.write_bytes(build_onnx(model, info).SerializeToString())
     if not int8:
@@ -92,6 +180,11 @@ def main(args: argparse.Namespace) -> int:
     from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 
     sizes = [parse_size(s) for s in args.sizes]
+    variants = list(dict.fromkeys(args.variants))
+    trained = {}
+    if args.trained:
+        archs = {name: model_from_flags(shlex.split(VARIANTS[name])).arch() for name in variants}
+        trained = match_trained_runs(args.trained, archs)
     args.out.mkdir(parents=True, exist_ok=True)
     calibration = None
     if not args.no_int8:
@@ -99,12 +192,21 @@ def main(args: argparse.Namespace) -> int:
         calibration = [b for b, _ in load_labelled_frames("synthetic", default_data_path("synthetic", None), "train",
                                                           8, info)]
     paths = []
-    for name in args.variants:
+    for name in variants:
         print(f"exporting {name} ...", file=sys.stderr)
         paths += export_variant(name, VARIANTS[name], sizes[0], args.out, not args.no_int8, calibration)
     args.dataset, args.data_path, args.split, args.eval_images = None, None, "val", None  # speed only: untrained
     backends = [open_backend(path, args.threads) for path in paths]
-    return run_benchmark(args, sizes, backends, peers=set())
+    json_path, args.json = args.json, None  # --json gets the trade-off table and the benchmark together
+    status = run_benchmark(args, sizes, backends, peers=set())
+    benchmark = json.loads((args.out / "benchmark.json").read_text())
+    table = tradeoff_rows(benchmark["rows"], variants, sizes, trained)
+    markdown = tradeoff_markdown(table, sizes)
+    print("\n" + markdown)
+    atomic_write(args.out / "tradeoff.md", lambda f: f.write((markdown + "\n").encode()))
+    if json_path:
+        atomic_write_json(json_path, {"tradeoff": table, "benchmark": benchmark})
+    return status
 
 
 if __name__ == "__main__":
