@@ -90,6 +90,15 @@ def test_target_search_finds_a_low_ratio_when_heavier_pruning_measures_slower():
         prune_to_target({"ratio": 0.0}, lambda m: 3.3 if m["ratio"] else 5.7, 3.0, "latency ms", prune)
 
 
+def test_a_chosen_model_that_re_measures_over_the_latency_target_is_reported(capsys):
+    from compress.prune import warn_if_target_missed
+
+    assert warn_if_target_missed(6.42, 4.1, 3.95)
+    assert "re-measures 6.42 ms" in capsys.readouterr().err
+    assert not warn_if_target_missed(4.3, 4.1, 3.95)  # within 10%
+    assert not warn_if_target_missed(9.0, None, None)  # --ratio / --target-macs: no latency target
+
+
 def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
     from deploy.latency import onnx_latency
     from export.onnx_export import onnx_bytes
