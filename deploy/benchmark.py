@@ -204,9 +204,12 @@ def save_plot(path: Path, rows: list[dict]) -> None:
             ax.legend(loc="lower right", fontsize=8)
         title = f"{size[0]}x{size[1]}" if size else "no scored model"
         ax.set_title(f"road IoU vs latency, {title} (one run; triangles: peers)", fontsize=9)
+        times = [r["p50_ms"] for r in panel]
+        if times and max(times) > 10 * min(times):  # a full U-Net beside pruned ones
+            ax.set_xscale("log")
         ax.set_xlabel("model-only latency p50 (ms)")
         ax.set_ylabel("road IoU (%)")
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=120)
