@@ -113,7 +113,8 @@ SCAN_RATIOS = (0.1, 0.2, 0.3, 0.5, 0.65, 0.75, 0.85, MAX_RATIO)
 
 def prune_to_target(model, measure, target: float, what: str, prune, search_steps: int = 9,
                     constraint: str = ""):
-    """Smallest ratio whose pruned copy measures <= target; returns (model, ratio, value).
+    """A small ratio whose pruned copy measures <= target; returns (model, ratio, value). The smallest
+    between the last scanned ratio that missed the target and the first that met it.
 
     The measure need not fall steadily with the ratio: with ``round_to`` torch-pruning can leave
     whole groups alone near the top, and onnxruntime can be slower on a 4-channel layer than on an
@@ -150,8 +151,9 @@ def prune_to_target(model, measure, target: float, what: str, prune, search_step
 
 
 def warn_if_target_missed(remeasured_ms: float, target_ms: float | None, search_ms: float | None) -> bool:
-    """Say so when the chosen model re-measures over the latency target: on a small, shared CPU one
-    candidate can time 3.9 ms in the search and 6.4 ms a minute later (seen on 2 cores)."""
+    """Say so when the chosen model re-measures more than 10% over the latency target (one p50 against
+    the search's median of three): on a small CPU one candidate timed under 4.1 ms in the search and
+    6.4 ms a minute later (seen on 2 cores)."""
     if target_ms is None or search_ms is None or remeasured_ms <= 1.1 * target_ms:
         return False
     print(f"warning: the pruned model re-measures {remeasured_ms:.2f} ms, over the --target-latency-ms "

@@ -10,8 +10,8 @@ depend on what the ranges are). Needs torch (it builds the models); deploy/run.p
     python deploy/arch_sweep.py --trained runs/camvid/full runs/camvid/arch/* --out runs/arch_sweep
 
 ``--trained`` takes train/fit.py output folders: each is matched to the variant whose model it
-trained (by the architecture its recipe builds) and its best val road IoU, epochs and training
-time join that variant's row of the trade-off table.
+trained (by the architecture in its best.pt) and its best val road IoU, epochs and training time
+(its last session, if it was resumed) join that variant's row of the trade-off table.
 
 Writes ``--out/benchmark.{md,json,png}`` (every timed file), ``--out/tradeoff.md`` (a row per variant:
 params, GMACs, FP32 and INT8 p50 at each size, speed against the first peer, trained road IoU) and
@@ -68,40 +68,40 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def model_from_flags(flags: list[str] | dict):
-    """A model from train/fit.py model flags, or from the recipe dict a fit.py run recorded."""
+def model_from_flags(flags: list[str]):
+    """A model from train/fit.py model flags."""
     from models.architectures import add_model_arguments, model_from_args
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
-    if isinstance(flags, dict):
-        args = parser.parse_args([])
-        for key, value in flags.items():
-            if hasattr(args, key) and value is not None:  # older runs lack the newer flags
-                setattr(args, key, value)
-        return model_from_args(args)
     return model_from_args(parser.parse_args(flags))
 
 
 def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> dict[str, dict]:
-    """variant name -> {"road_iou", "epochs", "train_min", "run"} for each fit.py folder."""
+    """variant name -> {"road_iou", "epochs", "train_min", "run"} for each fit.py folder, matched by the
+    architecture its best.pt holds (not by its recipe: a pruned fine-tune records fit.py's default flags)."""
+    from models.checkpoint import load_checkpoint
+
     matched = {}
     for folder in folders:
-        path = folder / "train_report.json"
         try:
-            report = json.loads(path.read_text())
-            recipe, best = report["recipe"], report["best_val"]["road_iou"]
-        except (OSError, ValueError, KeyError, TypeError):
+            report = json.loads((folder / "train_report.json").read_text())
+        except (OSError, ValueError):
             raise ToolError(f"--trained {folder}: expected a train/fit.py --out folder with a train_report.json") \
                 from None
-        arch = model_from_flags(recipe).arch()
+        best = report.get("best_val") if isinstance(report, dict) else None
+        if not isinstance(best, dict) or "road_iou" not in best:
+            raise ToolError(f"--trained {folder}: train_report.json has no validated epoch (best_val)")
+        arch = load_checkpoint(folder / "best.pt")["arch"]  # one-line CheckpointError naming the file
         name = next((n for n, a in variant_archs.items() if a == arch), None)
         if name is None:
-            raise ToolError(f"--trained {folder}: its model ({arch.get('name')}) is none of the --variants")
+            raise ToolError(f"--trained {folder}: its model ({arch.get('name')}, widths included) is none of the "
+                            "--variants")
         if name in matched:
             raise ToolError(f"--trained {folder}: a second run of {name} (the first: {matched[name]['run']})")
-        matched[name] = {"road_iou": best, "epochs": recipe.get("epochs"), "run": str(folder),
-                         "train_min": report.get("train_seconds_this_session", 0) / 60}
+        seconds = report.get("train_seconds_this_session")
+        matched[name] = {"road_iou": best["road_iou"], "epochs": (report.get("recipe") or {}).get("epochs"),
+                         "run": str(folder), "train_min": seconds / 60 if seconds else None}
     return matched
 
 
@@ -141,8 +141,8 @@ def tradeoff_markdown(table: list[dict], sizes: list[tuple[int, int]]) -> str:
         cells = ([r["variant"] + (" (peer)" if r["peer"] else ""), f"{r['params']:,}", f"{r['gmacs']:.3f}"]
                  + [ms(r[f"fp32_ms_{k}"]) for k in keys] + [ms(r[f"int8_ms_{k}"]) for k in keys]
                  + [f"x{r['speedup_vs_peer']:.2f}" if r["speedup_vs_peer"] else "-",
-                    f"{100 * run_['road_iou']:.2f}" if run_ else "-", str(run_.get("epochs", "-")),
-                    f"{run_['train_min']:.1f}" if run_ else "-"])
+                    f"{100 * run_['road_iou']:.2f}" if run_ else "-", str(run_.get("epochs") or "-"),
+                    f"{run_['train_min']:.1f}" if run_.get("train_min") else "-"])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -179,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
     from export.parity import default_data_path
     from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 
-    sizes = [parse_size(s) for s in args.sizes]
+    sizes = list(dict.fromkeys(parse_size(s) for s in args.sizes))
     variants = list(dict.fromkeys(args.variants))
     trained = {}
     if args.trained:

@@ -144,9 +144,11 @@ def scaled_gmacs(info, size: tuple[int, int]) -> float | None:
 
 
 def row_names(paths: list[Path]) -> list[str]:
-    """Each file's stem, or folder/stem where stems repeat (every export is model_fp32.onnx)."""
+    """Each file's stem; folder/stem where stems repeat (every export is model_fp32.onnx); the path
+    as given where even those repeat."""
     stems = [path.stem for path in paths]
-    return [f"{path.parent.name}/{path.stem}" if stems.count(path.stem) > 1 else path.stem for path in paths]
+    names = [f"{path.parent.name}/{path.stem}" if stems.count(path.stem) > 1 else path.stem for path in paths]
+    return [str(path) if names.count(name) > 1 else name for path, name in zip(paths, names, strict=True)]
 
 
 def mark_pareto_front(rows: list[dict]) -> None:

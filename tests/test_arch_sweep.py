@@ -10,16 +10,23 @@ import pytest
 from tests.conftest import assert_one_line_error, run_script
 
 
-def write_fit_run(folder, recipe: dict, road_iou: float, seconds: float = 600.0):
+def write_fit_run(folder, model, road_iou: float, seconds: float = 600.0):
+    """What train/fit.py leaves in --out, as far as the sweep reads it. The recipe holds fit.py's
+    default flags, as a pruned fine-tune's does: the sweep must match on best.pt's arch."""
+    from models.checkpoint import make_checkpoint, save_checkpoint
+
     folder.mkdir(parents=True)
-    report = {"recipe": {"epochs": 30, **recipe}, "best_val": {"road_iou": road_iou},
+    report = {"recipe": {"epochs": 30, "arch": "unet", "base_width": 64}, "best_val": {"road_iou": road_iou},
               "train_seconds_this_session": seconds}
     (folder / "train_report.json").write_text(json.dumps(report))
+    save_checkpoint(folder / "best.pt", make_checkpoint(model, {"stage": "train"}))
     return folder
 
 
 def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
-    half = write_fit_run(tmp_path / "runs" / "a", {"arch": "mobile_unet", "width_mult": 0.5, "depth": None}, 0.91)
+    from models.mobile_unet import MobileUNet
+
+    half = write_fit_run(tmp_path / "runs" / "a", MobileUNet.from_width_mult(0.5), 0.91)
     variants = ["lraspp_mobilenet_v3_large", "mobile_unet_x0.5", "mobile_unet_x1"]
     out = tmp_path / "sweep"
     result = run_script("deploy/arch_sweep.py", "--variants", *variants, "--sizes", "64x64", "--no-int8",
@@ -41,9 +48,17 @@ def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
 
 
 def test_sweep_rejects_runs_it_cannot_place(tmp_path):
-    other = write_fit_run(tmp_path / "b8", {"arch": "unet", "base_width": 8, "depth": 4}, 0.9)
+    from compress.prune import prune_once
+    from models.mobile_unet import MobileUNet
+
+    pruned = prune_once(MobileUNet.from_width_mult(1.0), 0.3, "l2", "global", 8, (64, 64))
+    other = write_fit_run(tmp_path / "pruned", pruned, 0.9)
     common = ("--variants", "mobile_unet_x1", "--sizes", "64x64", "--no-int8", "--out", tmp_path / "o")
     assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", other), str(other),
                           "none of the --variants")
     assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", tmp_path), str(tmp_path),
                           "train_report.json")
+    (tmp_path / "unvalidated").mkdir()
+    (tmp_path / "unvalidated" / "train_report.json").write_text(json.dumps({"best_val": None}))
+    assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", tmp_path / "unvalidated"),
+                          "no validated epoch")
