@@ -50,10 +50,10 @@ demo: $(STAMP)
 	echo "== TensorRT engine (GPU machines only)"; \
 	$(PY) export/to_tensorrt.py --model $(DEMO_RUN)/onnx/model_int8_qat.onnx --precision int8 \
 		--out $(DEMO_RUN)/trt || echo "   TensorRT step skipped: see the reason above"; \
-	echo "== benchmark: every ONNX file in one run (onnxruntime CPU, model only) with synthetic val road IoU"; \
-	$(PY) deploy/benchmark.py --model $(DEMO_RUN)/onnx/model_fp32.onnx $(DEMO_RUN)/onnx/model_int8_ort.onnx \
-		$(DEMO_RUN)/onnx/model_int8_qat.onnx --dataset synthetic --data-path $(DEMO_DATA) --threads 2 \
-		--runs 20 --out $(DEMO_RUN)/bench; \
+	echo "== benchmark: every ONNX file and the LRASPP peer in one run (onnxruntime CPU, model only), ratios to the peer"; \
+	$(PY) deploy/benchmark.py --peer lraspp_mobilenet_v3_large --model $(DEMO_RUN)/onnx/model_fp32.onnx \
+		$(DEMO_RUN)/onnx/model_int8_ort.onnx $(DEMO_RUN)/onnx/model_int8_qat.onnx --sizes 128x256 \
+		--dataset synthetic --data-path $(DEMO_DATA) --threads 2 --runs 20 --out $(DEMO_RUN)/bench; \
 	echo "== road overlay of a synthetic drive: deploy/run.py (onnxruntime, no torch), IoU against its labels"; \
 	test -f $(DEMO_DRIVE)/drive.mp4 || $(PY) train/make_synthetic.py --drive --out $(DEMO_DRIVE) --num 90 \
 		--size 256 512 --seed 1; \
