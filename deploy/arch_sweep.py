@@ -80,7 +80,7 @@ def model_from_flags(flags: list[str]):
 def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> dict[str, dict]:
     """variant name -> {"road_iou", "epochs", "train_min", "run"} for each fit.py folder, matched by the
     architecture its best.pt holds (not by its recipe: a pruned fine-tune records fit.py's default flags)."""
-    from models.checkpoint import load_checkpoint
+    from models.checkpoint import build_model, load_checkpoint
 
     matched = {}
     for folder in folders:
@@ -92,7 +92,8 @@ def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> d
         best = report.get("best_val") if isinstance(report, dict) else None
         if not isinstance(best, dict) or "road_iou" not in best:
             raise ToolError(f"--trained {folder}: train_report.json has no validated epoch (best_val)")
-        arch = load_checkpoint(folder / "best.pt")["arch"]  # one-line CheckpointError naming the file
+        # rebuilt, so that an older checkpoint (written before a key with a default was added) compares
+        arch = build_model(load_checkpoint(folder / "best.pt")["arch"]).arch()  # errors name the file
         name = next((n for n, a in variant_archs.items() if a == arch), None)
         if name is None:
             raise ToolError(f"--trained {folder}: its model ({arch.get('name')}, widths included) is none of the "
