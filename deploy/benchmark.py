@@ -208,7 +208,12 @@ def save_plot(path: Path, rows: list[dict]) -> None:
         ax.set_title(f"road IoU vs latency, {title} (one run; triangles: peers)", fontsize=9)
         times = [r["p50_ms"] for r in panel]
         if times and max(times) > 10 * min(times):  # a full U-Net beside pruned ones
+            from matplotlib.ticker import FormatStrFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel("model-only latency p50 (ms)")
         ax.set_ylabel("road IoU (%)")
         ax.grid(alpha=0.3, which="both")
