@@ -365,7 +365,8 @@ def main(args: argparse.Namespace) -> int:
         last = step == args.steps
         if last:
             report["pruned"] = measure(model, "pruned (no fine-tune)", args, val_loader, device)
-            warn_if_target_missed(report["pruned"]["latency"]["p50_ms"], args.target_latency_ms, value)
+            report["pruned"]["over_latency_target"] = warn_if_target_missed(
+                report["pruned"]["latency"]["p50_ms"], args.target_latency_ms, value)
         epochs = args.final_epochs if last else args.epochs_per_step
         if epochs > 0:
             out = args.out if last else args.out / f"step{step}"

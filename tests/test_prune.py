@@ -186,6 +186,7 @@ def test_prune_cli_end_to_end_and_errors(synthetic_root, tmp_path):
     assert set(report) >= {"original", "pruned", "finetuned", "summary", "steps"}
     assert report["finetuned"]["gmacs"] < 0.4 * report["original"]["gmacs"]
     assert report["finetuned"]["latency"]["runs"] == 3 and report["finetuned"]["latency"]["p50_ms"] > 0
+    assert report["pruned"]["over_latency_target"] is False  # --ratio: no latency target to miss
     model, ckpt = load_model(tmp_path / "pruned" / "best.pt")
     assert ckpt["meta"]["stage"] == "pruned" and len(ckpt["meta"]["parent_sha256"]) == 64
     assert ckpt["arch"] == report["finetuned"]["arch"]
