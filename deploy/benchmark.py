@@ -249,10 +249,12 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="roadseg-peers-") as folder:
         peers = [peer_onnx(name, sizes[0] if sizes else (352, 480), Path(folder)) for name in args.peer]
         backends = [open_backend(path, args.threads) for path in peers + args.model]
-        return run_benchmark(args, sizes, backends, set(peers))
+        run_benchmark(args, sizes, backends, set(peers))
+    return 0
 
 
-def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int:
+def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> dict:
+    """Score, time, print and write the table (``--out``, ``--json``); returns the report written."""
     sizes_of = [sizes or [b.info.input_size] for b in backends]
     for backend, model_sizes in zip(backends, sizes_of, strict=True):
         for size in model_sizes:
@@ -302,7 +304,7 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> int
         save_plot(args.out / "benchmark.png", rows)
     if args.json:
         atomic_write_json(args.json, report)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
