@@ -6,10 +6,19 @@
 
 Labels come back already mapped to road {0, 1, 255} (see ``train.road_labels``). Deploy uses this
 module for ground truth, so it must stay free of torch.
+
+A split is a name or an expression over names and drives (a frame's drive is its file-name prefix
+before the first ``_``: CamVid ``0016E5_07959`` -> ``0016E5``, Cityscapes -> the city):
+
+    val                          the split as shipped
+    train+val                    the union of two splits
+    train+val:drive=0006R0       only the frames of drive 0006R0 (a held-out-drive validation set)
+    train+val:drive!=0006R0      every frame except drive 0006R0 (its training set)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +83,37 @@ def camvid_samples(root: str | Path, split: str, require_labels: bool = True) ->
     return _non_empty(samples, image_dir, "*.png")
 
 
+def drive_of(frame_id: str) -> str:
+    return frame_id.split("_", 1)[0]
+
+
+def parse_split(split: str) -> tuple[tuple[str, ...], str | None, frozenset[str]]:
+    """``"train+val:drive!=0006R0"`` -> (("train", "val"), "!=", {"0006R0"}); see the module docstring."""
+    names, _, condition = split.partition(":")
+    parts = tuple(names.split("+"))
+    expected = f"expected SPLIT[+SPLIT][:drive=D[,D]] or :drive!=D[,D] with SPLIT one of {SPLITS}"
+    if not names or any(part not in SPLITS for part in parts) or len(set(parts)) != len(parts):
+        raise DatasetError(f"split {split!r}: {expected}")
+    if not condition:
+        return parts, None, frozenset()
+    match = re.fullmatch(r"drive(!=|=)([\w.-]+(?:,[\w.-]+)*)", condition)
+    if match is None:
+        raise DatasetError(f"split {split!r}: {expected}")
+    return parts, match.group(1), frozenset(match.group(2).split(","))
+
+
 def find_samples(dataset: str, root: str | Path, split: str, require_labels: bool = True) -> list[Sample]:
-    if split not in SPLITS:
-        raise DatasetError(f"--split {split!r}: expected one of {SPLITS}")
+    parts, op, drives = parse_split(split)
     finder = camvid_samples if dataset == "camvid" else cityscapes_samples
-    return finder(root, split, require_labels)
+    samples = [sample for part in parts for sample in finder(root, part, require_labels)]
+    if op is not None:
+        samples = [s for s in samples if (drive_of(s.frame_id) in drives) == (op == "=")]
+        if not samples:
+            found = sorted({drive_of(s.frame_id) for part in parts for s in finder(root, part, require_labels)})
+            raise DatasetError(f"split {split!r}: no frames left in {root}; its drives are {', '.join(found)}")
+    if len({s.frame_id for s in samples}) != len(samples):
+        raise DatasetError(f"split {split!r}: a frame name occurs twice in {root}; combined splits must not overlap")
+    return samples
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -142,7 +142,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
     parser.add_argument("--data-path", type=Path, default=None,
                         help="dataset folder (default for synthetic: data/synthetic, generated if missing)")
-    parser.add_argument("--split", choices=("train", "val", "test"), default="val")
+    parser.add_argument("--split", default="val",
+                        help="split name or expression, e.g. train+val:drive=0006R0 (a held-out drive)")
     parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="model input size (default: the checkpoint's meta input_size)")
     parser.add_argument("--batch-size", type=int, default=4)

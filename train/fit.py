@@ -67,8 +67,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--dataset", choices=DATASETS, default="synthetic")
     data.add_argument("--data-path", type=Path, default=None,
                       help="dataset folder (default for synthetic: data/synthetic, generated if missing)")
-    data.add_argument("--train-split", default="train")
-    data.add_argument("--val-split", default="val")
+    data.add_argument("--train-split", default="train",
+                      help="split name or expression, e.g. train+val:drive!=0006R0 (see train.dataset_layouts)")
+    data.add_argument("--val-split", default="val", help="split name or expression, e.g. train+val:drive=0006R0")
+    data.add_argument("--holdout-drive", default=None, metavar="DRIVE",
+                      help="validate on every train+val frame of this drive and train on the other drives' "
+                           "train frames (CamVid: 0006R0); sets --train-split/--val-split, so best.pt is chosen "
+                           "on a road the model has not seen and val stays an unseen in-sequence set")
     data.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512],
                       help="training crop and evaluation input size (multiples of 2**depth)")
     data.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], metavar=("MIN", "MAX"),
@@ -101,6 +106,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.holdout_drive is not None:
+        args.train_split = f"train:drive!={args.holdout_drive}"
+        args.val_split = f"train+val:drive={args.holdout_drive}"
     for name in ("epochs", "batch_size", "base_width", "eval_every"):
         if getattr(args, name) < 1:
             raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
