@@ -51,7 +51,10 @@ demo: $(STAMP)
 	$(PY) export/to_tensorrt.py --model $(DEMO_RUN)/onnx/model_int8_qat.onnx --precision int8 \
 		--out $(DEMO_RUN)/trt || echo "   TensorRT step skipped: see the reason above"; \
 	echo "== benchmark: every ONNX file and the LRASPP peer in one run (onnxruntime CPU, model only), ratios to the peer"; \
-	$(PY) deploy/benchmark.py --peer lraspp_mobilenet_v3_large --model $(DEMO_RUN)/onnx/model_fp32.onnx \
+	$(PY) models/init_checkpoint.py --arch lraspp_mobilenet_v3_large --img-size 128 256 --out $(DEMO_RUN)/peer; \
+	$(PY) export/to_onnx.py --ckpt $(DEMO_RUN)/peer/init.pt --dataset synthetic --data-path $(DEMO_DATA) \
+		--out $(DEMO_RUN)/peer --parity-images 2; \
+	$(PY) deploy/benchmark.py --model $(DEMO_RUN)/peer/model_fp32.onnx $(DEMO_RUN)/onnx/model_fp32.onnx \
 		$(DEMO_RUN)/onnx/model_int8_ort.onnx $(DEMO_RUN)/onnx/model_int8_qat.onnx --sizes 128x256 \
 		--dataset synthetic --data-path $(DEMO_DATA) --threads 2 --runs 20 --out $(DEMO_RUN)/bench; \
 	echo "== road overlay of a synthetic drive: deploy/run.py (onnxruntime, no torch), IoU against its labels"; \

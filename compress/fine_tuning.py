@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from train.fit import get_args_parser as fit_args_parser
-from train.losses import cross_entropy_sum
-from train.road_labels import IGNORE
+from roadseg.models.core.road_labels import IGNORE
+from roadseg.train.fit import get_args_parser as fit_args_parser
+from roadseg.train.losses import cross_entropy_sum
 
 
 def logits_and_head_input(model: torch.nn.Module, images: torch.Tensor):

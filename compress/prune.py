@@ -31,21 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from compress.fine_tuning import fine_tune_args, make_distill_loss
-from deploy.latency import interleaved_onnx_latency, onnx_latency
-from export.onnx_export import onnx_bytes
-from models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
-from models.cli import ToolError, run
-from models.complexity import count_params_and_macs
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.unet import GN_MAX_GROUPS
-from train.evaluate import evaluate, select_device
-from train.fit import run_training
-from train.losses import cross_entropy_sum
-from train.paired_transforms import EvalTransform
-from train.road_datasets import build_dataset, collate_keep_sizes
-from train.road_labels import DATASETS, IGNORE
-from train.road_metrics import road_metrics
+from roadseg.compress.fine_tuning import fine_tune_args, make_distill_loss
+from roadseg.deploy.latency import interleaved_onnx_latency, onnx_latency
+from roadseg.export.onnx_export import onnx_bytes
+from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.road_labels import DATASETS, IGNORE
+from roadseg.models.core.road_metrics import road_metrics
+from roadseg.models.unet import GN_MAX_GROUPS
+from roadseg.train.evaluate import evaluate, select_device
+from roadseg.train.fit import run_training
+from roadseg.train.losses import cross_entropy_sum
+from roadseg.train.paired_transforms import EvalTransform
+from roadseg.train.road_datasets import build_dataset, collate_keep_sizes
 
 IMPORTANCES = ("l2", "l1", "bn", "taylor", "random")
 MAX_RATIO = 0.95  # per step; beyond this a layer is nearly gone

@@ -23,17 +23,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from compress.fine_tuning import fine_tune_args, make_distill_loss
-from models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
-from models.cli import ToolError, run
-from models.fileio import atomic_write_json
-from models.quantization import QAT_CONFIG_NAME, quantize
-from train.evaluate import evaluate, select_device
-from train.fit import run_training
-from train.paired_transforms import EvalTransform
-from train.road_datasets import build_dataset, collate_keep_sizes
-from train.road_labels import DATASETS
-from train.road_metrics import road_metrics
+from roadseg.compress.fine_tuning import fine_tune_args, make_distill_loss
+from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write_json
+from roadseg.models.core.road_labels import DATASETS
+from roadseg.models.core.road_metrics import road_metrics
+from roadseg.models.quantization import QAT_CONFIG_NAME, quantize
+from roadseg.train.evaluate import evaluate, select_device
+from roadseg.train.fit import run_training
+from roadseg.train.paired_transforms import EvalTransform
+from roadseg.train.road_datasets import build_dataset, collate_keep_sizes
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

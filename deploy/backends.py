@@ -2,8 +2,8 @@
 
 - ``OnnxRuntimeBackend`` (.onnx): execution providers picked in order of preference among those
   available: TensorRT, CUDA, CPU (or the ones asked for); CPU threads configurable.
-- ``TorchBackend`` (.pt checkpoints): for benchmarks on machines that have torch; deploy itself
-  never imports torch (it is imported here only when a checkpoint is opened).
+- ``TensorRTBackend`` (.engine, ``roadseg.deploy.tensorrt_backend``). Deploy never imports torch:
+  a .pt checkpoint is exported first (``roadseg export``).
 
 Input size, normalisation and labels come from the model's metadata (models.model_metadata),
 never from re-typed flags; a model without it needs ``info`` given explicitly.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.latency import onnx_session
-from models.cli import ToolError
-from models.model_metadata import ModelInfo
+from roadseg.deploy.latency import onnx_session
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.model_metadata import ModelInfo
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 INPUT_NAME = "image"
@@ -101,42 +101,14 @@ class OnnxRuntimeBackend(Backend):
                 "threads": self.threads or "onnxruntime default (one per physical core)"}
 
 
-class TorchBackend(Backend):
-    kind = "pytorch"
-
-    def __init__(self, path: str | os.PathLike, threads: int = 0):
-        try:
-            import torch
-        except ImportError:
-            raise ToolError(f"{path}: a .pt checkpoint needs PyTorch; export it with export/to_onnx.py") from None
-        from models.checkpoint import load_model
-        from models.model_metadata import from_checkpoint
-
-        self.path, self.torch = Path(path), torch
-        if threads:
-            torch.set_num_threads(threads)
-        self.threads = torch.get_num_threads()
-        self.model, ckpt = load_model(self.path)
-        stage = ckpt["meta"].get("stage")
-        self.info = from_checkpoint(ckpt, "int8-qat-qdq" if stage == "qat" else "fp32")
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.model(self.torch.from_numpy(batch)).float().numpy()
-
-    def describe(self) -> dict:
-        precision = "fp32 (fake-quantized int8)" if self.info.precision.startswith("int8") else "fp32"
-        return {**super().describe(), "precision": precision, "provider": "CPU (eager)", "threads": self.threads}
-
-
 def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None) -> Backend:
     path = Path(path)
     if path.suffix == ".onnx":
         return OnnxRuntimeBackend(path, threads, providers)
     if path.suffix == ".pt":
-        return TorchBackend(path, threads)
+        raise ToolError(f"--model {path}: a PyTorch checkpoint; export it first (roadseg export --ckpt {path})")
     if path.suffix == ".engine":
-        from deploy.tensorrt_backend import TensorRTBackend  # here: it imports this module
+        from roadseg.deploy.tensorrt_backend import TensorRTBackend  # here: it imports this module
 
         return TensorRTBackend(path)
-    raise ToolError(f"--model {path}: expected an .onnx file, a TensorRT .engine or a .pt checkpoint")
+    raise ToolError(f"--model {path}: expected an .onnx file or a TensorRT .engine")

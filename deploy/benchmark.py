@@ -1,10 +1,10 @@
 """One table over a set of models: file size, params, GMACs, model-only latency and FPS, road IoU,
 and the ratio of each to the first row, all measured in one run.
 
-ONNX files (FP32 or INT8) run in onnxruntime, TensorRT engines in TensorRT (where present), .pt
-checkpoints in PyTorch (where torch is installed). ``--peer NAME`` adds an untrained torchvision
-segmenter (exported to ONNX here, so it needs torch) to the same run, so that every speed claim is
-a ratio against the model a user would pick instead. Latency is model only (a preprocessed
+ONNX files (FP32 or INT8) run in onnxruntime, TensorRT engines in TensorRT (where present). A model
+whose metadata names a torchvision peer architecture (LRASPP, DeepLabV3-MobileNetV3) is drawn as a
+peer, so every speed claim can be a ratio against the model a user would pick instead: give it
+first. An untrained peer (stage ``init``) is timed but not scored. Latency is model only (a preprocessed
 tensor in, logits out), batch 1, at each ``--sizes`` (default: each model's own input size),
 timed in ``--rounds`` interleaved rounds (every model once per round, so a change in machine load
 hits all alike); p50 is the median of the rounds' p50s, p90/p99 come from all timed runs. Road
@@ -12,8 +12,9 @@ IoU is computed on a dataset split at the model's input size, scored at label re
 
     python deploy/benchmark.py --model runs/camvid/onnx/model_fp32.onnx runs/camvid/onnx/model_int8_ort.onnx \
         --dataset camvid --data-path ../shared/data/camvid --threads 2 --out runs/camvid/bench
-    python deploy/benchmark.py --peer lraspp_mobilenet_v3_large --model runs/camvid/onnx/model_fp32.onnx \
-        --sizes 352x480 --threads 2
+    python models/init_checkpoint.py --arch lraspp_mobilenet_v3_large --img-size 352 480 --out runs/peer
+    python export/to_onnx.py --ckpt runs/peer/init.pt --out runs/peer     # an untrained peer, for speed
+    python deploy/benchmark.py --model runs/peer/model_fp32.onnx runs/camvid/onnx/model_fp32.onnx --threads 2
 
 Writes ``--out/benchmark.md`` (the table), ``benchmark.json`` (every figure and the conditions:
 CPU, threads, warm-up and timed runs) and ``benchmark.png`` (road IoU against latency, one panel per
@@ -26,23 +27,31 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from deploy.backends import Backend, open_backend
-from deploy.labelled_frames import load_labelled_frames, road_confusion
-from deploy.latency import cpu_model, percentiles_ms
-from models.cli import ToolError, run
-from models.fileio import atomic_write, atomic_write_bytes, atomic_write_json
-from train.road_labels import DATASETS
-from train.road_metrics import road_metrics
+from roadseg.deploy.backends import Backend, open_backend
+from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
+from roadseg.deploy.latency import cpu_model, percentiles_ms
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json
+from roadseg.models.core.road_labels import DATASETS
+from roadseg.models.core.road_metrics import road_metrics
 
 # torchvision peers (models/peers.py; named here so that this module imports without torch)
 PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+def is_peer(backend: Backend) -> bool:
+    return backend.info.arch.get("name") in PEER_NAMES
+
+
+def is_untrained_peer(backend: Backend) -> bool:
+    """A peer exported straight from models/init_checkpoint.py: timed for speed, its IoU means nothing."""
+    return is_peer(backend) and backend.info.meta.get("stage") == "init"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -58,10 +67,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark road-segmentation models side by side.", add_help=add_help,
                                 prog="deploy/benchmark.py")
-    p.add_argument("--model", type=Path, nargs="+", default=[],
-                   help=".onnx, .engine or .pt files; the first row is the baseline of the ratios")
-    p.add_argument("--peer", nargs="+", choices=PEER_NAMES, default=[],
-                   help="untrained torchvision peers to time in the same run (rows before --model's)")
+    p.add_argument("--model", type=Path, nargs="+", required=True,
+                   help=".onnx or .engine files; the first row is the baseline of the ratios (give the peer first)")
     p.add_argument("--sizes", nargs="+", default=None, metavar="HxW",
                    help="input sizes to time (default: each model's metadata input size)")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
@@ -78,8 +85,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    if not args.model and not args.peer:
-        raise ToolError("give at least one --model or --peer")
     for name in ("runs", "rounds"):
         if getattr(args, name) < 1:
             raise ToolError(f"--{name} {getattr(args, name)}: expected >= 1")
@@ -224,36 +229,15 @@ def save_plot(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def peer_onnx(name: str, size: tuple[int, int], folder: Path) -> Path:
-    """Export an untrained torchvision peer to ONNX with our metadata (needs torch)."""
-    try:
-        import torch  # noqa: F401  (a clear message instead of a deep ImportError)
-    except ImportError:
-        raise ToolError("--peer needs PyTorch and torchvision (pip install 'roadseg[train]')") from None
-    from export.onnx_export import build_onnx
-    from models.complexity import count_params_and_macs
-    from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
-    from models.peers import PEERS
-
-    model = PEERS[name]().eval()
-    meta = {"stage": "init", "input_size": list(size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "complexity": count_params_and_macs(model, size)}
-    path = folder / f"{name}.onnx"
-    path.write_bytes(build_onnx(model, ModelInfo(arch=model.arch(), meta=meta)).SerializeToString())
-    return path
-
-
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
-    with tempfile.TemporaryDirectory(prefix="roadseg-peers-") as folder:
-        peers = [peer_onnx(name, sizes[0] if sizes else (352, 480), Path(folder)) for name in args.peer]
-        backends = [open_backend(path, args.threads) for path in peers + args.model]
-        run_benchmark(args, sizes, backends, set(peers))
+    backends = [open_backend(path, args.threads) for path in args.model]
+    run_benchmark(args, sizes, backends)
     return 0
 
 
-def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> dict:
+def run_benchmark(args, sizes, backends: list[Backend]) -> dict:
     """Score, time, print and write the table (``--out``, ``--json``); returns the report written."""
     sizes_of = [sizes or [b.info.input_size] for b in backends]
     for backend, model_sizes in zip(backends, sizes_of, strict=True):
@@ -264,8 +248,8 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> dic
     if args.dataset:
         root = args.data_path or Path("data/synthetic")
         for i, backend in enumerate(tqdm(backends, desc="road IoU", unit="model", file=sys.stderr)):
-            if backend.path in peers:
-                continue  # untrained: its IoU says nothing
+            if is_untrained_peer(backend):
+                continue
             frames = load_labelled_frames(args.dataset, root, args.split, args.eval_images, backend.info)
             ious[i] = road_metrics(road_confusion(backend.infer, frames))
     latency = measure_latency(backends, sizes_of, args)
@@ -276,7 +260,7 @@ def run_benchmark(args, sizes, backends: list[Backend], peers: set[Path]) -> dic
         for size in sizes_of[i]:
             complexity = backend.info.meta.get("complexity") or {}
             stats = latency[(i, size)]
-            name = f"{names[i]} (untrained peer)" if backend.path in peers else names[i]
+            name = names[i] + (" (untrained peer)" if is_untrained_peer(backend) else "")
             rows.append({"name": name, "path": str(backend.path), "arch_name": backend.info.arch.get("name"),
                          **backend.describe(), "size": list(size),
                          "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.preprocess import logits_to_classes, preprocess
-from models.model_metadata import ModelInfo
-from train.dataset_layouts import find_samples, read_rgb, read_road_mask
-from train.road_metrics import confusion_matrix
+from roadseg.deploy.preprocess import logits_to_classes, preprocess
+from roadseg.models.core.dataset_layouts import find_samples, read_rgb, read_road_mask
+from roadseg.models.core.model_metadata import ModelInfo
+from roadseg.models.core.road_metrics import confusion_matrix
 
 
 def load_labelled_frames(dataset: str, root: Path, split: str, count: int | None, info: ModelInfo) -> list:

@@ -3,7 +3,7 @@
 Every number says what it covers: backend and provider, threads, input size, warm-up and timed
 runs; it gives p50/p90/p99 in milliseconds and FPS from p50.
 
-    from deploy.latency import onnx_latency
+    from roadseg.deploy.latency import onnx_latency
     onnx_latency("model.onnx", input_size=(352, 480), threads=2)
     interleaved_onnx_latency({"fp32": a, "int8": b}, (352, 480), rounds=3, threads=2)
 """

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from models.cli import ToolError
+from roadseg.models.core.cli import ToolError
 
 DEFAULT_HOST = "127.0.0.1"
 BOUNDARY = "frame"

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from deploy.backends import Backend
-from deploy.latency import percentiles_ms
-from deploy.overlay import draw_status, render
-from deploy.preprocess import logits_to_classes, preprocess
-from train.road_metrics import confusion_matrix, road_metrics
+from roadseg.deploy.backends import Backend
+from roadseg.deploy.latency import percentiles_ms
+from roadseg.deploy.overlay import draw_status, render
+from roadseg.deploy.preprocess import logits_to_classes, preprocess
+from roadseg.models.core.road_metrics import confusion_matrix, road_metrics
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 _END = object()

@@ -5,7 +5,7 @@ The same steps as evaluation in train/: the frame is resized to the model's inpu
 and normalised with the mean/std the model was trained with; the logits are resized back to the
 frame's size bilinearly and the argmax taken there.
 
-    from deploy.preprocess import preprocess, logits_to_classes
+    from roadseg.deploy.preprocess import preprocess, logits_to_classes
     batch = preprocess(rgb, info.input_size, info.mean, info.std)      # (1, 3, H, W) float32
     classes = logits_to_classes(session.run(None, {"image": batch})[0][0], rgb.shape[:2])
 """

@@ -29,15 +29,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from deploy.backends import OnnxRuntimeBackend, open_backend
-from deploy.overlay import MODES
-from deploy.pipeline import Pipeline, PipelineOptions
-from deploy.sinks import open_sink
-from deploy.sources import SourceError, open_source
-from models.cli import ToolError, run
-from models.fileio import atomic_write_json
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
-from train.dataset_layouts import detect_layout, find_samples, read_road_mask
+from roadseg.deploy.backends import OnnxRuntimeBackend, open_backend
+from roadseg.deploy.overlay import MODES
+from roadseg.deploy.pipeline import Pipeline, PipelineOptions
+from roadseg.deploy.sinks import open_sink
+from roadseg.deploy.sources import SourceError, open_source
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.dataset_layouts import detect_layout, find_samples, read_road_mask
+from roadseg.models.core.fileio import atomic_write_json
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
         sinks = [open_sink(uri, source.fps) for uri in args.output]
         ground_truth = ground_truth_lookup(args, source) if args.gt else None
         if args.serve:
-            from deploy.live_view import LiveView, parse_serve_address
+            from roadseg.deploy.live_view import LiveView, parse_serve_address
 
             host, port = parse_serve_address(args.serve)
             view = LiveView(host=host, port=port)

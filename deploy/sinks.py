@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deploy.sources import VIDEO_SUFFIXES
-from models.cli import ToolError
-from models.fileio import atomic_write_bytes
+from roadseg.deploy.sources import VIDEO_SUFFIXES
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.fileio import atomic_write_bytes
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
 

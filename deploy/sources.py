@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.cli import ToolError
+from roadseg.models.core.cli import ToolError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.backends import Backend
-from models.cli import ToolError
-from models.engine_manifest import manifest_path, read_manifest
-from models.model_metadata import ModelInfo
+from roadseg.deploy.backends import Backend
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.engine_manifest import manifest_path, read_manifest
+from roadseg.models.core.model_metadata import ModelInfo
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"

@@ -5,7 +5,7 @@ fake-quantized (QAT) models (the dynamo exporter fails on the quantizers' data-d
 guards), so every stage exports through one path. The graph is then simplified with onnxslim
 (it keeps Q/DQ pairs, dynamic axes and metadata) and checked with onnx's checker.
 
-    from export.onnx_export import build_onnx
+    from roadseg.export.onnx_export import build_onnx
     proto = build_onnx(model, info)            # info: models.model_metadata.ModelInfo
 """
 
@@ -17,7 +17,7 @@ import warnings
 import onnx
 import torch
 
-from models.model_metadata import ModelInfo, write_onnx_info
+from roadseg.models.core.model_metadata import ModelInfo, write_onnx_info
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.labelled_frames import load_labelled_frames
-from deploy.preprocess import logits_to_classes
-from models.cli import ToolError
-from models.model_metadata import ModelInfo
-from train.road_metrics import confusion_matrix, road_metrics
+from roadseg.deploy.labelled_frames import load_labelled_frames
+from roadseg.deploy.preprocess import logits_to_classes
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.model_metadata import ModelInfo
+from roadseg.models.core.road_metrics import confusion_matrix, road_metrics
 
 Logits = Callable[[np.ndarray], np.ndarray]  # (1, 3, H, W) float32 -> (1, C, H, W) logits
 
@@ -36,7 +36,7 @@ def default_data_path(dataset: str, data_path: str | Path | None) -> Path:
         return Path(data_path)
     if dataset != "synthetic":
         raise ToolError(f"--dataset {dataset} needs --data-path (the folder holding the dataset)")
-    from train.road_datasets import DEFAULT_SYNTHETIC_PATH, ensure_synthetic
+    from roadseg.train.road_datasets import DEFAULT_SYNTHETIC_PATH, ensure_synthetic
 
     return ensure_synthetic(DEFAULT_SYNTHETIC_PATH)
 

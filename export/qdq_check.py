@@ -25,7 +25,7 @@ has no faster INT8 kernel for them; they run in FP16. A half-quantized Conv stil
 
 prints one OK line per file (exit 0), or one error line naming the file, the node and the rule (exit 2).
 
-    from export.qdq_check import check_qdq, require_qdq
+    from roadseg.export.qdq_check import check_qdq, require_qdq
     problems = check_qdq(onnx.load(path))      # [] when every rule holds
     summary = require_qdq(path)                # raises QDQError with the first violation
 """
@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from models.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, run
 
 CONV_OPS = ("Conv", "ConvTranspose")
 # Where a weight's output channels lie: Conv (out, in/groups, kH, kW); ConvTranspose (in, out/groups, kH, kW).

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploy.latency import cpu_model, interleaved_onnx_latency, onnx_session
-from export.onnx_export import INPUT_NAME
-from export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
-from models.checkpoint import file_sha256
-from models.cli import ToolError, run
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import read_onnx_info, write_onnx_info
-from train.road_labels import DATASETS
+from roadseg.deploy.latency import cpu_model, interleaved_onnx_latency, onnx_session
+from roadseg.export.onnx_export import INPUT_NAME
+from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
+from roadseg.models.checkpoint import file_sha256
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.model_metadata import read_onnx_info, write_onnx_info
+from roadseg.models.core.road_labels import DATASETS
 
 TARGETS = {"onnxruntime": ("int8-ort-ptq", "model_int8_ort"), "tensorrt": ("int8-trt-ptq", "model_int8_trt")}
 
@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     write_onnx_info(proto, info.with_changes(precision=precision, source=file_sha256(args.model),
                                              extra={"quantization": json.dumps(settings, sort_keys=True)}))
     if args.target == "tensorrt":
-        from export.qdq_check import require_qdq
+        from roadseg.export.qdq_check import require_qdq
 
         require_qdq(proto, allow_float_small_convs=True)  # ModelOpt leaves those to FP16 on purpose
     data = proto.SerializeToString()

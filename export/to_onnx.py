@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy.latency import onnx_session
-from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx
-from export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
-from models.checkpoint import file_sha256, load_model
-from models.cli import ToolError, run
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import from_checkpoint
-from train.road_labels import DATASETS
+from roadseg.deploy.latency import onnx_session
+from roadseg.export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx
+from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
+from roadseg.models.checkpoint import file_sha256, load_model
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.model_metadata import from_checkpoint
+from roadseg.models.core.road_labels import DATASETS
 
 STEMS = {"fp32": "model_fp32", "int8-qat-qdq": "model_int8_qat"}
 
@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
     args.dataset = args.dataset or ckpt["meta"].get("dataset") or "synthetic"
     proto = build_onnx(model, info, args.opset, simplified=not args.no_simplify)
     if precision.startswith("int8"):
-        from export.qdq_check import require_qdq
+        from roadseg.export.qdq_check import require_qdq
 
         require_qdq(proto)
     data = proto.SerializeToString()

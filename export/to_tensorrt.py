@@ -46,8 +46,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.cli import ToolError, run
-from models.engine_manifest import (  # the reading side lives in models/ so that deploy need not import export
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.engine_manifest import (  # the reading side: models/core
     MANIFEST_FIELDS,  # noqa: F401 (re-exported)
     MANIFEST_FORMAT,
     cache_key,
@@ -55,8 +55,8 @@ from models.engine_manifest import (  # the reading side lives in models/ so tha
     manifest_problem,
     read_manifest,
 )
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import ModelInfo, read_onnx_info
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.model_metadata import ModelInfo, read_onnx_info
 
 INPUT_NAME = "image"
 PRECISIONS = ("fp16", "int8")
@@ -465,7 +465,7 @@ def main(args: argparse.Namespace) -> int:
     info = read_onnx_info(args.model)
     check_precision(args.precision, info, args.model)
     if args.precision == "int8":  # fail here, in one line, rather than deep in a GPU build
-        from export.qdq_check import require_qdq
+        from roadseg.export.qdq_check import require_qdq
 
         require_qdq(args.model, allow_float_small_convs=info.precision == "int8-trt-ptq")
     profile = make_profile(info, args.min_shape, args.opt_shape, args.max_shape, args.max_batch)

@@ -15,10 +15,10 @@ import argparse
 
 from torch import nn
 
-from models.cli import ToolError
-from models.mobile_unet import ACTIVATIONS, HEAD_STRIDES, MobileUNet
-from models.peers import PEERS
-from models.unet import NORMS, UP_MODES, UNet
+from roadseg.models.core.cli import ToolError
+from roadseg.models.mobile_unet import ACTIVATIONS, HEAD_STRIDES, MobileUNet
+from roadseg.models.peers import PEERS
+from roadseg.models.unet import NORMS, UP_MODES, UNet
 
 ARCH_CHOICES = (UNet.name, MobileUNet.name, *PEERS)
 DEFAULT_DEPTH = {UNet.name: 4, MobileUNet.name: 3}

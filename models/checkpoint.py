@@ -9,7 +9,7 @@ A checkpoint is plain data that loads with ``torch.load(path, weights_only=True)
      "train_state": {...},                          # only where training can resume
      "modelopt_state": {...}}                       # only for INT8 QAT (stage "qat"; see models.quantization)
 
-    from models.checkpoint import load_model
+    from roadseg.models.checkpoint import load_model
     model, ckpt = load_model("runs/demo/full/best.pt")
 
 Writes are atomic (temporary file, fsync, rename): an interrupted save leaves the previous file.
@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.cli import ToolError
-from models.fileio import atomic_write_bytes
-from models.mobile_unet import MobileUNet
-from models.peers import PEERS
-from models.quantization import is_quantized, modelopt_state, restore_quantized
-from models.unet import UNet
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.fileio import atomic_write_bytes
+from roadseg.models.mobile_unet import MobileUNet
+from roadseg.models.peers import PEERS
+from roadseg.models.quantization import is_quantized, modelopt_state, restore_quantized
+from roadseg.models.unet import UNet
 
 FORMAT = "roadseg-checkpoint"
 VERSION = 1

@@ -6,7 +6,7 @@ counter (convolutions, transposed convolutions, norms and activations). A fake-q
 model is counted as its float twin: the counter does not recognise ModelOpt's quantized layers,
 and the arithmetic is the same.
 
-    from models.complexity import count_params_and_macs
+    from roadseg.models.complexity import count_params_and_macs
     stats = count_params_and_macs(model, (352, 480))   # {"params": ..., "macs": ..., "gmacs": ...}
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.checkpoint import build_model
-from models.quantization import is_quantized
+from roadseg.models.checkpoint import build_model
+from roadseg.models.quantization import is_quantized
 
 
 def count_params(model: nn.Module) -> int:

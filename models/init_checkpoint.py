@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from models.architectures import add_model_arguments, model_from_args
-from models.checkpoint import make_checkpoint, save_checkpoint
-from models.cli import ToolError, run
-from models.complexity import count_params_and_macs
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.models.architectures import add_model_arguments, model_from_args
+from roadseg.models.checkpoint import make_checkpoint, save_checkpoint
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ convolutions (memory-bound, a few channels over many pixels). This variant keeps
 Every width is an explicit argument and ``arch()`` reads them back from the live layers, so a
 network pruned by torch-pruning rebuilds exactly from its checkpoint (like models.unet.UNet).
 
-    from models.mobile_unet import MobileUNet
+    from roadseg.models.mobile_unet import MobileUNet
     model = MobileUNet.from_width_mult(1.0, depth=3)      # input H, W multiples of 2**(depth + 1)
 """
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.unet import NORMS, make_norm
+from roadseg.models.unet import NORMS, make_norm
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 HEAD_STRIDES = (1, 2, 4)

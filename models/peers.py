@@ -5,7 +5,7 @@ They are built without pretrained weights: the ImageNet backbones are downloaded
 internet, which this project's machines cannot reach; trained from scratch they compare with our
 models under the same recipe and budget.
 
-    from models.peers import PEERS
+    from roadseg.models.peers import PEERS
     model = PEERS["lraspp_mobilenet_v3_large"](num_classes=2)   # returns logits, not a dict
 """
 

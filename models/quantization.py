@@ -7,10 +7,10 @@ explicit Q/DQ ONNX that TensorRT wants. One change: a ConvTranspose2d weight is 
 
 A quantized model's checkpoint holds ``modelopt_state`` (ModelOpt's own description of the
 conversion, plain data) beside the usual ``state_dict`` (which then includes each quantizer's
-``_amax``); ``models.checkpoint.load_model`` restores it. modelopt is imported only when a
+``_amax``); ``roadseg.models.checkpoint.load_model`` restores it. modelopt is imported only when a
 quantized model is made or loaded.
 
-    from models.quantization import quantize
+    from roadseg.models.quantization import quantize
     qmodel = quantize(model, forward_loop=lambda m: [m(x) for x in calibration_batches])
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from models.cli import ToolError
+from roadseg.models.core.cli import ToolError
 
 QAT_CONFIG_NAME = "INT8_DEFAULT_CFG, ConvTranspose2d weights per-channel on axis 1"
 

@@ -9,7 +9,7 @@ channels were pruned unevenly rebuilds exactly from its checkpoint. ``UNet.arch(
 widths back from the live modules (not from the constructor arguments), so it stays true after
 torch-pruning has edited the layers in place.
 
-    from models.unet import UNet
+    from roadseg.models.unet import UNet
     model = UNet.from_base_width(base_width=64, depth=4)   # the standard 31,037,698-parameter U-Net
     rebuilt = UNet(**model.arch_kwargs())                  # same architecture, fresh weights
 """

@@ -29,7 +29,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """6 train + 4 val synthetic frames of 64x128 in the Cityscapes layout."""
-    from train.make_synthetic import write_dataset
+    from roadseg.train.make_synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     write_dataset(root, num_train=6, num_val=4, height=64, width=128, seed=3)
@@ -38,7 +38,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 def run_script(script: str, *args: str, cwd: Path = REPO_ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run one of the project's scripts the way a user does: ``python <dir>/<script>.py ...``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = dict(os.environ)
     return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""deploy/arch_sweep.py: variants timed in one run, trained runs matched to their variant by
+"""export/arch_sweep.py: variants timed in one run, trained runs matched to their variant by
 architecture, and the trade-off table built from both."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tests.conftest import assert_one_line_error, run_script
 def write_fit_run(folder, model, road_iou: float, seconds: float = 600.0):
     """What train/fit.py leaves in --out, as far as the sweep reads it. The recipe holds fit.py's
     default flags, as a pruned fine-tune's does: the sweep must match on best.pt's arch."""
-    from models.checkpoint import make_checkpoint, save_checkpoint
+    from roadseg.models.checkpoint import make_checkpoint, save_checkpoint
 
     folder.mkdir(parents=True)
     report = {"recipe": {"epochs": 30, "arch": "unet", "base_width": 64}, "best_val": {"road_iou": road_iou},
@@ -24,12 +24,12 @@ def write_fit_run(folder, model, road_iou: float, seconds: float = 600.0):
 
 
 def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
-    from models.mobile_unet import MobileUNet
+    from roadseg.models.mobile_unet import MobileUNet
 
     half = write_fit_run(tmp_path / "runs" / "a", MobileUNet.from_width_mult(0.5), 0.91)
     variants = ["lraspp_mobilenet_v3_large", "mobile_unet_x0.5", "mobile_unet_x1"]
     out = tmp_path / "sweep"
-    result = run_script("deploy/arch_sweep.py", "--variants", *variants, "--sizes", "64x64", "--no-int8",
+    result = run_script("export/arch_sweep.py", "--variants", *variants, "--sizes", "64x64", "--no-int8",
                         "--threads", "1", "--warmup", "0", "--runs", "2", "--rounds", "1", "--trained", half,
                         "--out", out, "--json", tmp_path / "sweep.json", timeout=300)
     assert result.returncode == 0, result.stderr[-1500:]
@@ -48,17 +48,17 @@ def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
 
 
 def test_sweep_rejects_runs_it_cannot_place(tmp_path):
-    from compress.prune import prune_once
-    from models.mobile_unet import MobileUNet
+    from roadseg.compress.prune import prune_once
+    from roadseg.models.mobile_unet import MobileUNet
 
     pruned = prune_once(MobileUNet.from_width_mult(1.0), 0.3, "l2", "global", 8, (64, 64))
     other = write_fit_run(tmp_path / "pruned", pruned, 0.9)
     common = ("--variants", "mobile_unet_x1", "--sizes", "64x64", "--no-int8", "--out", tmp_path / "o")
-    assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", other), str(other),
+    assert_one_line_error(run_script("export/arch_sweep.py", *common, "--trained", other), str(other),
                           "none of the --variants")
-    assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", tmp_path), str(tmp_path),
+    assert_one_line_error(run_script("export/arch_sweep.py", *common, "--trained", tmp_path), str(tmp_path),
                           "train_report.json")
     (tmp_path / "unvalidated").mkdir()
     (tmp_path / "unvalidated" / "train_report.json").write_text(json.dumps({"best_val": None}))
-    assert_one_line_error(run_script("deploy/arch_sweep.py", *common, "--trained", tmp_path / "unvalidated"),
+    assert_one_line_error(run_script("export/arch_sweep.py", *common, "--trained", tmp_path / "unvalidated"),
                           "no validated epoch")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from compress.prune import all_widths, head_input_conv, prune_once
-from deploy.latency import onnx_session
-from export.onnx_export import onnx_bytes
-from models.checkpoint import build_model, load_model, make_checkpoint, save_checkpoint
-from models.complexity import count_params_and_macs
-from models.mobile_unet import MobileUNet
-from models.model_metadata import ModelInfo
-from models.peers import PEERS
+from roadseg.compress.prune import all_widths, head_input_conv, prune_once
+from roadseg.deploy.latency import onnx_session
+from roadseg.export.onnx_export import onnx_bytes
+from roadseg.models.checkpoint import build_model, load_model, make_checkpoint, save_checkpoint
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.model_metadata import ModelInfo
+from roadseg.models.mobile_unet import MobileUNet
+from roadseg.models.peers import PEERS
 from tests.conftest import assert_one_line_error, run_script
 
 SIZE = (64, 96)
@@ -38,7 +38,7 @@ def test_mobile_unet_shapes_and_exact_rebuild(kwargs):
 
 
 def test_mobile_unet_does_no_work_at_full_resolution_and_is_cheaper_than_unet():
-    from models.unet import UNet
+    from roadseg.models.unet import UNet
 
     mobile, unet = MobileUNet.from_width_mult(1.0), UNet.from_base_width(8, depth=4)
     seen = []
@@ -71,7 +71,7 @@ def test_pruned_mobile_unet_rebuilds_from_its_checkpoint(tmp_path):
 
 
 def test_mobile_unet_exports_with_dynamic_size_and_quantizes_every_conv():
-    from models.quantization import quantize
+    from roadseg.models.quantization import quantize
 
     model = MobileUNet.from_width_mult(0.5).eval()
     session = onnx_session(onnx_bytes(model, SIZE))

@@ -6,8 +6,8 @@ import pickle
 import pytest
 import torch
 
-import models.fileio
-from models.checkpoint import (
+import roadseg.models.core.fileio
+from roadseg.models.checkpoint import (
     FORMAT,
     VERSION,
     CheckpointError,
@@ -16,8 +16,8 @@ from models.checkpoint import (
     make_checkpoint,
     save_checkpoint,
 )
-from models.fileio import atomic_write, atomic_write_bytes
-from models.unet import UNet
+from roadseg.models.core.fileio import atomic_write, atomic_write_bytes
+from roadseg.models.unet import UNet
 from tests.conftest import assert_one_line_error, run_script
 
 META = {"stage": "train", "parent_sha256": None, "dataset": "synthetic", "input_size": [32, 64],
@@ -100,7 +100,7 @@ def test_atomic_write_keeps_old_file_when_write_fails(tmp_path, uneven_model, mo
     def failing_fsync(fd):
         raise OSError("I/O error at fsync")
 
-    monkeypatch.setattr(models.fileio.os, "fsync", failing_fsync)
+    monkeypatch.setattr(roadseg.models.core.fileio.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="fsync"):
         save_checkpoint(path, make_checkpoint(UNet.from_base_width(4, depth=2), META))
     monkeypatch.undo()

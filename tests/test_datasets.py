@@ -8,11 +8,11 @@ import pytest
 import torch
 from cityscapesscripts.helpers.labels import labels
 
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.models.core.dataset_layouts import DatasetError, find_samples, read_label_ids
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.train.paired_transforms import EvalTransform, to_tv_tensors, train_transform
+from roadseg.train.road_datasets import build_dataset
 from tests.conftest import shared_data
-from train.dataset_layouts import DatasetError, find_samples, read_label_ids
-from train.paired_transforms import EvalTransform, to_tv_tensors, train_transform
-from train.road_datasets import build_dataset
 
 
 def test_real_cityscapes_frame_matches_official_train_ids():

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.backends import open_backend
-from deploy.labelled_frames import load_labelled_frames, road_confusion
-from deploy.overlay import ROAD_BGR, blend, render
-from deploy.pipeline import Pipeline, PipelineOptions
-from deploy.sources import CaptureSource
-from models.model_metadata import ModelInfo
+from roadseg.deploy.backends import open_backend
+from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
+from roadseg.deploy.overlay import ROAD_BGR, blend, render
+from roadseg.deploy.pipeline import Pipeline, PipelineOptions
+from roadseg.deploy.sources import CaptureSource
+from roadseg.models.core.model_metadata import ModelInfo
+from roadseg.models.core.road_metrics import road_metrics
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
-from train.road_metrics import road_metrics
 
 SIZE = (32, 64)
 INFO = ModelInfo(arch={"depth": 2}, meta={"input_size": list(SIZE), "mean": [0.5] * 3, "std": [0.25] * 3})
@@ -219,8 +219,8 @@ def test_model_without_metadata_needs_explicit_preprocessing(tiny_onnx, short_vi
 
 
 def test_a_failed_run_leaves_no_half_written_video(tmp_path):
-    from deploy.sinks import VideoFileSink
-    from models.cli import ToolError
+    from roadseg.deploy.sinks import VideoFileSink
+    from roadseg.models.core.cli import ToolError
 
     class FailingBackend(FakeBackend):
         def infer(self, batch):

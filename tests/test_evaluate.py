@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_model, save_checkpoint
-from models.unet import UNet
+from roadseg.models.checkpoint import load_model, save_checkpoint
+from roadseg.models.core.dataset_layouts import find_samples, read_label_ids
+from roadseg.models.unet import UNet
+from roadseg.train.evaluate import evaluate, evaluate_prediction_folder
+from roadseg.train.paired_transforms import EvalTransform
+from roadseg.train.road_datasets import build_dataset
 from tests.conftest import assert_one_line_error, run_script, shared_data
-from train.dataset_layouts import find_samples, read_label_ids
-from train.evaluate import evaluate, evaluate_prediction_folder
-from train.paired_transforms import EvalTransform
-from train.road_datasets import build_dataset
 
 
 def official_road_iou(pred_paths, gt_paths) -> float:

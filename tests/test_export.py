@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from deploy.latency import onnx_session
-from deploy.preprocess import logits_to_classes, preprocess
-from export import to_onnx
-from export.parity import ParityError, compare, require_parity
-from export.quantize_onnx import choose_reduce_range
-from models.checkpoint import load_checkpoint
-from models.model_metadata import ModelInfo, from_checkpoint, read_onnx_info
+from roadseg.deploy.latency import onnx_session
+from roadseg.deploy.preprocess import logits_to_classes, preprocess
+from roadseg.export import to_onnx
+from roadseg.export.parity import ParityError, compare, require_parity
+from roadseg.export.quantize_onnx import choose_reduce_range
+from roadseg.models.checkpoint import load_checkpoint
+from roadseg.models.core.model_metadata import ModelInfo, from_checkpoint, read_onnx_info
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
 
 SIZE = (32, 64)

@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-import train.engine
-from models.checkpoint import load_checkpoint, load_model
+import roadseg.train.engine
+from roadseg.models.checkpoint import load_checkpoint, load_model
+from roadseg.train.engine import NonFiniteLossError
+from roadseg.train.fit import KILL_AFTER_STEP_ENV, get_args_parser, main
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
-from train.engine import NonFiniteLossError
-from train.fit import KILL_AFTER_STEP_ENV, get_args_parser, main
 
 TINY = ("--base-width", "4", "--depth", "2", "--img-size", "32", "64", "--workers", "0",
         "--warmup-iters", "2", "--lr", "5e-3")
@@ -108,14 +108,14 @@ def test_two_process_torchrun_equals_one_process_with_the_global_batch(synthetic
 def test_nan_loss_stops_naming_the_iteration_and_keeps_last_good_checkpoint(synthetic_root, tmp_path,
                                                                             monkeypatch):
     calls = {"n": 0}
-    original = train.engine.cross_entropy_sum
+    original = roadseg.train.engine.cross_entropy_sum
 
     def poisoned_after_first_epoch(logits, target):
         calls["n"] += 1
         loss = original(logits, target)
         return loss * float("nan") if calls["n"] > 3 else loss
 
-    monkeypatch.setattr(train.engine, "cross_entropy_sum", poisoned_after_first_epoch)
+    monkeypatch.setattr(roadseg.train.engine, "cross_entropy_sum", poisoned_after_first_epoch)
     args = get_args_parser().parse_args(fit_args(synthetic_root, tmp_path, "--epochs", 3, "--batch-size", 2))
     with pytest.raises(NonFiniteLossError, match="iteration 3 \\(epoch 1\\)"):
         main(args)

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
-from tests.conftest import REPO_ROOT
-from train.road_labels import IGNORE, prediction_lut, road_lut
-from train.road_metrics import confusion_matrix, road_metrics
+from roadseg.models.core.road_labels import IGNORE, prediction_lut, road_lut
+from roadseg.models.core.road_metrics import confusion_matrix, road_metrics
 
 
 def test_cityscapes_lut_follows_official_table():
@@ -56,9 +52,3 @@ def test_metrics_undefined_are_nan_not_zero():
     m = road_metrics(np.zeros((2, 2), dtype=np.int64))
     assert np.isnan(m["road_iou"]) and np.isnan(m["precision"])
 
-
-def test_shared_numpy_modules_import_without_torch():
-    modules = ["train.road_labels", "train.road_metrics", "train.dataset_layouts", "models.fileio", "models.cli"]
-    code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deploy.live_view import LiveView, is_loopback_host, parse_serve_address
-from models.cli import ToolError
+from roadseg.deploy.live_view import LiveView, is_loopback_host, parse_serve_address
+from roadseg.models.core.cli import ToolError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -11,12 +11,12 @@ import sys
 import pytest
 import torch
 
-from compress.fine_tuning import make_distill_loss
-from compress.prune import all_widths, prune_once, prune_to_target
-from models.checkpoint import load_model
-from models.cli import ToolError
-from models.complexity import count_params_and_macs
-from models.unet import UNet
+from roadseg.compress.fine_tuning import make_distill_loss
+from roadseg.compress.prune import all_widths, prune_once, prune_to_target
+from roadseg.models.checkpoint import load_model
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.cli import ToolError
+from roadseg.models.unet import UNet
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
 
 SIZE = (64, 96)
@@ -91,7 +91,7 @@ def test_target_search_finds_a_low_ratio_when_heavier_pruning_measures_slower():
 
 
 def test_a_chosen_model_that_re_measures_over_the_latency_target_is_reported(capsys):
-    from compress.prune import warn_if_target_missed
+    from roadseg.compress.prune import warn_if_target_missed
 
     assert warn_if_target_missed(6.42, 4.1, 3.95)
     assert "re-measures 6.42 ms" in capsys.readouterr().err
@@ -100,8 +100,8 @@ def test_a_chosen_model_that_re_measures_over_the_latency_target_is_reported(cap
 
 
 def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
-    from deploy.latency import onnx_latency
-    from export.onnx_export import onnx_bytes
+    from roadseg.deploy.latency import onnx_latency
+    from roadseg.export.onnx_export import onnx_bytes
 
     def latency(model):
         return onnx_latency(onnx_bytes(model, SIZE), SIZE, threads=1, warmup=2, runs=7)["p50_ms"]
@@ -117,7 +117,7 @@ def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
 
 
 def test_pruned_model_rebuilds_with_identical_outputs_without_torch_pruning(base16, tmp_path):
-    from models.checkpoint import make_checkpoint, save_checkpoint
+    from roadseg.models.checkpoint import make_checkpoint, save_checkpoint
 
     pruned = prune_once(copy.deepcopy(base16), 0.5, "l2", "global", 8, SIZE)
     path = save_checkpoint(tmp_path / "best.pt", make_checkpoint(pruned, {"stage": "pruned", "input_size": list(SIZE)}))
@@ -143,7 +143,7 @@ def test_pruned_groupnorm_model_rebuilds_exactly():
     torch.manual_seed(0)
     model = UNet.from_base_width(24, depth=2, norm="gn").eval()
     pruned = prune_once(model, 0.4, "l2", "global", 8, SIZE)
-    from models.checkpoint import build_model
+    from roadseg.models.checkpoint import build_model
 
     rebuilt = build_model(pruned.arch()).eval()
     rebuilt.load_state_dict(pruned.state_dict())

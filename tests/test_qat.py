@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
-from models.complexity import count_params_and_macs
-from models.quantization import is_quantized, quantize
-from models.unet import UNet
+from roadseg.models.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.quantization import is_quantized, quantize
+from roadseg.models.unet import UNet
 from tests.conftest import assert_one_line_error, run_script
 
 SIZE = (32, 64)

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.qdq_check import QDQError, check_qdq, require_qdq, summarize
+from roadseg.export.qdq_check import QDQError, check_qdq, require_qdq, summarize
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
 
 SIZE = (32, 32)
@@ -25,9 +25,9 @@ DIMS = ["N", "C", "H", "W"]  # hand-built graphs
 def _qat_export(**unet_kwargs) -> onnx.ModelProto:
     torch = pytest.importorskip("torch")
     pytest.importorskip("modelopt.torch.quantization")
-    from export.onnx_export import onnx_bytes
-    from models.quantization import quantize
-    from models.unet import UNet
+    from roadseg.export.onnx_export import onnx_bytes
+    from roadseg.models.quantization import quantize
+    from roadseg.models.unet import UNet
 
     torch.manual_seed(0)
     model = UNet.from_base_width(8, depth=2, **unet_kwargs).eval()
@@ -112,7 +112,7 @@ def test_real_qat_exports_pass(qat_transpose, qat_bilinear):
 
 def test_simplified_export_passes(qat_transpose):
     # export/to_onnx.py ships the onnxslim'd graph: Constant nodes become initializers, Identity nodes go.
-    from export.onnx_export import simplify
+    from roadseg.export.onnx_export import simplify
 
     slim = simplify(_copy(qat_transpose))
     assert not any(node.op_type in ("Constant", "Identity") for node in slim.graph.node)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.unet import UNet
-from train.distributed import World
-from train.engine import NonFiniteLossError, StepContext, make_scheduler, train_one_epoch
-from train.fit import amp_dtype_for
-from train.paired_transforms import to_tv_tensors, train_transform
-from train.sampling import EpochBatchSampler, KeyedAugmentation
+from roadseg.models.unet import UNet
+from roadseg.train.distributed import World
+from roadseg.train.engine import NonFiniteLossError, StepContext, make_scheduler, train_one_epoch
+from roadseg.train.fit import amp_dtype_for
+from roadseg.train.paired_transforms import to_tv_tensors, train_transform
+from roadseg.train.sampling import EpochBatchSampler, KeyedAugmentation
 
 
 def batches(sampler, batch_size):
@@ -92,7 +92,7 @@ def test_non_finite_extra_loss_term_stops_training_before_the_step():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
     def nan_distillation(model, images, masks):
-        from train.losses import cross_entropy_sum
+        from roadseg.train.losses import cross_entropy_sum
 
         return cross_entropy_sum(model(images), masks), (masks != 255).sum(), torch.tensor(float("nan"))
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
-from train.dataset_layouts import find_samples, read_road_mask
-from train.make_synthetic import (
+from roadseg.models.core.dataset_layouts import find_samples, read_road_mask
+from roadseg.train.make_synthetic import (
     drive_frame_paths,
     frame_paths,
     get_args_parser,

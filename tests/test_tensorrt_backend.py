@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-import deploy.tensorrt_backend as trt_backend
-from deploy.backends import open_backend
-from deploy.tensorrt_backend import TensorRTBackend, check_engine_compatible, check_input_shape
-from export.to_tensorrt import make_manifest, write_manifest
-from models.cli import ToolError
-from models.engine_manifest import cache_key, manifest_path
+import roadseg.deploy.tensorrt_backend as trt_backend
+from roadseg.deploy.backends import open_backend
+from roadseg.deploy.tensorrt_backend import TensorRTBackend, check_engine_compatible, check_input_shape
+from roadseg.export.to_tensorrt import make_manifest, write_manifest
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.engine_manifest import cache_key, manifest_path
 from tests.conftest import REPO_ROOT
 from tests.test_tensorrt_build import INFO, PROFILE, SPEC, tiny_onnx
 
@@ -191,7 +191,7 @@ def test_real_fp16_engine_matches_onnxruntime(tmp_path):
     trt = pytest.importorskip("tensorrt", exc_type=ImportError)
     import onnxruntime as ort
 
-    import export.to_tensorrt as trt_export
+    import roadseg.export.to_tensorrt as trt_export
 
     gpu, reason = trt_export.gpu_from_cuda_python()
     if gpu is None:

@@ -14,8 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import export.to_tensorrt as trt_export
-from export.to_tensorrt import (
+import roadseg.export.to_tensorrt as trt_export
+from roadseg.export.to_tensorrt import (
     EngineSpec,
     Gpu,
     Profile,
@@ -28,7 +28,7 @@ from export.to_tensorrt import (
     read_manifest,
     write_manifest,
 )
-from models.model_metadata import ModelInfo, write_onnx_info
+from roadseg.models.core.model_metadata import ModelInfo, write_onnx_info
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
 
 ARCH = {"name": "unet", "in_channels": 3, "num_classes": 2, "depth": 2}  # size multiple 4

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import build_model
-from models.complexity import count_params, count_params_and_macs
-from models.unet import UNet
+from roadseg.models.checkpoint import build_model
+from roadseg.models.complexity import count_params, count_params_and_macs
+from roadseg.models.unet import UNet
 
 UNEVEN = {
     "depth": 3,

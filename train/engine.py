@@ -1,7 +1,7 @@
 """One training epoch and the learning-rate schedule, shared by training, pruning fine-tuning and QAT.
 
 ``train_one_epoch`` is a small pure loop: forward under autocast, loss normalised by the global
-number of valid pixels (see ``train.losses``), backward through the (optional) GradScaler,
+number of valid pixels (see ``roadseg.train.losses``), backward through the (optional) GradScaler,
 a scheduler step per iteration, and a check that the loss is finite on every rank.
 """
 
@@ -16,10 +16,10 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from models.cli import ToolError
-from train.distributed import World, all_reduce_sum
-from train.losses import cross_entropy_sum, road_dice_loss
-from train.road_labels import IGNORE
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.road_labels import IGNORE
+from roadseg.train.distributed import World, all_reduce_sum
+from roadseg.train.losses import cross_entropy_sum, road_dice_loss
 
 
 class NonFiniteLossError(ToolError):

@@ -24,15 +24,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models.checkpoint import load_model
-from models.cli import ToolError, run
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
-from train.dataset_layouts import DatasetError, read_label_ids
-from train.paired_transforms import EvalTransform
-from train.road_datasets import RoadDataset, build_dataset, collate_keep_sizes
-from train.road_labels import DATASETS, IGNORE, prediction_lut
-from train.road_metrics import confusion_matrix, format_table, road_metrics
+from roadseg.models.checkpoint import load_model
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.dataset_layouts import DatasetError, read_label_ids
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.models.core.road_labels import DATASETS, IGNORE, prediction_lut
+from roadseg.models.core.road_metrics import confusion_matrix, format_table, road_metrics
+from roadseg.train.paired_transforms import EvalTransform
+from roadseg.train.road_datasets import RoadDataset, build_dataset, collate_keep_sizes
 
 
 def select_device(name: str) -> torch.device:

@@ -35,26 +35,26 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from models.architectures import add_model_arguments, model_from_args
-from models.checkpoint import (
+from roadseg.models.architectures import add_model_arguments, model_from_args
+from roadseg.models.checkpoint import (
     CheckpointError,
     load_checkpoint,
     make_checkpoint,
     save_checkpoint,
 )
-from models.cli import ToolError, run
-from models.complexity import count_params_and_macs
-from models.fileio import atomic_write_bytes, atomic_write_json
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
-from models.quantization import is_quantized
-from train import distributed
-from train.engine import StepContext, make_scheduler, train_one_epoch
-from train.evaluate import evaluate, select_device
-from train.paired_transforms import EvalTransform, train_transform
-from train.road_datasets import DEFAULT_SYNTHETIC_PATH, build_dataset, collate_keep_sizes, ensure_synthetic
-from train.road_labels import DATASETS, ROAD
-from train.road_metrics import format_table, road_metrics
-from train.sampling import EpochBatchSampler, KeyedAugmentation
+from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.models.core.road_labels import DATASETS, ROAD
+from roadseg.models.core.road_metrics import format_table, road_metrics
+from roadseg.models.quantization import is_quantized
+from roadseg.train import distributed
+from roadseg.train.engine import StepContext, make_scheduler, train_one_epoch
+from roadseg.train.evaluate import evaluate, select_device
+from roadseg.train.paired_transforms import EvalTransform, train_transform
+from roadseg.train.road_datasets import DEFAULT_SYNTHETIC_PATH, build_dataset, collate_keep_sizes, ensure_synthetic
+from roadseg.train.sampling import EpochBatchSampler, KeyedAugmentation
 
 # Tests set this to make the trainer SIGKILL itself right after the given optimiser step.
 KILL_AFTER_STEP_ENV = "ROADSEG_FAULT_KILL_AFTER_STEP"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from train.road_labels import IGNORE, ROAD
+from roadseg.models.core.road_labels import IGNORE, ROAD
 
 
 def cross_entropy_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

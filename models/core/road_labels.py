@@ -6,7 +6,7 @@ Binary output everywhere: 1 = road, 0 = not road, 255 = ignore (never counted).
   ``cityscapesscripts.helpers.labels``, never re-typed.
 - CamVid (11-class SegNet version): road = 3; 11 (Unlabelled) = ignore.
 
-    from train.road_labels import road_lut
+    from roadseg.models.core.road_labels import road_lut
     binary = road_lut("cityscapes")[label_ids]     # uint8 HxW in {0, 1, 255}
 """
 

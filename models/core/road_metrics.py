@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.road_labels import IGNORE
+from roadseg.models.core.road_labels import IGNORE
 
 NUM_CLASSES = 2
 METRIC_NAMES = ("road_iou", "precision", "recall", "f1", "pixel_acc")

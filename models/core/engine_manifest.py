@@ -8,7 +8,7 @@ so it lives here rather than in export (build time): deploy must not import expo
      "model": the roadseg metadata (models.model_metadata.ModelInfo.to_props()),
      "onnx", "engine", "engine_bytes", "engine_sha256", "build_seconds", "created"}
 
-    from models.engine_manifest import manifest_path, read_manifest
+    from roadseg.models.core.engine_manifest import manifest_path, read_manifest
     manifest = read_manifest(manifest_path("runs/demo/trt/model.engine"))   # runs/demo/trt/model.json
 """
 
@@ -18,8 +18,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from models.cli import ToolError
-from models.model_metadata import MetadataError, ModelInfo
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.model_metadata import MetadataError, ModelInfo
 
 MANIFEST_FORMAT = "roadseg-trt-engine/1"
 MANIFEST_FIELDS = ("format", "key", "components", "model", "onnx", "engine", "engine_bytes", "engine_sha256",

@@ -5,9 +5,9 @@ Each variant is built from flags (models/architectures.py), exported to ONNX and
 column, quantized with onnxruntime's static PTQ calibrated on synthetic frames (latency does not
 depend on what the ranges are). Needs torch (it builds the models); deploy/run.py never does.
 
-    python deploy/arch_sweep.py --sizes 352x480 512x1024 --threads 2 --out runs/arch_sweep
+    python export/arch_sweep.py --sizes 352x480 512x1024 --threads 2 --out runs/arch_sweep
 
-    python deploy/arch_sweep.py --trained runs/camvid/full runs/camvid/arch/* --out runs/arch_sweep
+    python export/arch_sweep.py --trained runs/camvid/full runs/camvid/arch/* --out runs/arch_sweep
 
 ``--trained`` takes train/fit.py output folders: each is matched to the variant whose model it
 trained (by the architecture in its best.pt) and its best val road IoU, epochs and training time
@@ -27,9 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deploy.benchmark import PEER_NAMES, parse_size, run_benchmark
-from models.cli import ToolError, run
-from models.fileio import atomic_write, atomic_write_json
+from roadseg.deploy.benchmark import PEER_NAMES, parse_size, run_benchmark
+from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import atomic_write, atomic_write_json
 
 # name -> train/fit.py model flags
 VARIANTS = {
@@ -53,7 +53,7 @@ VARIANTS = {
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Speed of architecture variants and peers, FP32 and INT8.",
-                                add_help=add_help, prog="deploy/arch_sweep.py")
+                                add_help=add_help, prog="export/arch_sweep.py")
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=tuple(VARIANTS))
     p.add_argument("--sizes", nargs="+", default=["352x480", "512x1024"], metavar="HxW")
     p.add_argument("--no-int8", action="store_true")
@@ -70,7 +70,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def model_from_flags(flags: list[str]):
     """A model from train/fit.py model flags."""
-    from models.architectures import add_model_arguments, model_from_args
+    from roadseg.models.architectures import add_model_arguments, model_from_args
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
@@ -80,7 +80,7 @@ def model_from_flags(flags: list[str]):
 def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> dict[str, dict]:
     """variant name -> {"road_iou", "epochs", "train_min", "run"} for each fit.py folder, matched by the
     architecture its best.pt holds (not by its recipe: a pruned fine-tune records fit.py's default flags)."""
-    from models.checkpoint import build_model, load_checkpoint
+    from roadseg.models.checkpoint import build_model, load_checkpoint
 
     matched = {}
     for folder in folders:
@@ -107,10 +107,14 @@ def match_trained_runs(folders: list[Path], variant_archs: dict[str, dict]) -> d
 
 
 def tradeoff_rows(rows: list[dict], variants: list[str], sizes: list[tuple[int, int]], trained: dict) -> list[dict]:
-    """A row per variant from the benchmark's rows (named stem / stem.int8): p50 per precision and size,
-    and the speed-up of FP32 at the first size against the first peer among the variants there."""
-    p50 = {(r["name"], tuple(r["size"])): r["p50_ms"] for r in rows}
-    first = {r["name"]: r for r in rows if tuple(r["size"]) == sizes[0]}
+    """A row per variant from the benchmark's rows (files named <variant>.onnx / <variant>.int8.onnx): p50
+    per precision and size, and the speed-up of FP32 at the first size against the first peer there."""
+
+    def variant(row: dict) -> str:
+        return Path(row["path"]).name.removesuffix(".onnx")
+
+    p50 = {(variant(r), tuple(r["size"])): r["p50_ms"] for r in rows}
+    first = {variant(r): r for r in rows if tuple(r["size"]) == sizes[0]}
     peer = next((v for v in variants if v in PEER_NAMES), None)
     table = []
     for name in variants:
@@ -151,10 +155,10 @@ def tradeoff_markdown(table: list[dict], sizes: list[tuple[int, int]]) -> str:
 def export_variant(name: str, flags: str, size: tuple[int, int], out: Path, int8: bool, calibration) -> list[Path]:
     import torch
 
-    from export.onnx_export import build_onnx
-    from export.quantize_onnx import choose_reduce_range, quantize_for_onnxruntime
-    from models.complexity import count_params_and_macs
-    from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, write_onnx_info
+    from roadseg.export.onnx_export import build_onnx
+    from roadseg.export.quantize_onnx import choose_reduce_range, quantize_for_onnxruntime
+    from roadseg.models.complexity import count_params_and_macs
+    from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, write_onnx_info
 
     torch.manual_seed(0)
     model = model_from_flags(shlex.split(flags)).eval()
@@ -175,10 +179,10 @@ def export_variant(name: str, flags: str, size: tuple[int, int], out: Path, int8
 
 
 def main(args: argparse.Namespace) -> int:
-    from deploy.backends import open_backend
-    from deploy.labelled_frames import load_labelled_frames
-    from export.parity import default_data_path
-    from models.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+    from roadseg.deploy.backends import open_backend
+    from roadseg.deploy.labelled_frames import load_labelled_frames
+    from roadseg.export.parity import default_data_path
+    from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 
     sizes = list(dict.fromkeys(parse_size(s) for s in args.sizes))
     variants = list(dict.fromkeys(args.variants))
@@ -199,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
     args.dataset, args.data_path, args.split, args.eval_images = None, None, "val", None  # speed only: untrained
     backends = [open_backend(path, args.threads) for path in paths]
     json_path, args.json = args.json, None  # --json gets the trade-off table and the benchmark together
-    benchmark = run_benchmark(args, sizes, backends, peers=set())
+    benchmark = run_benchmark(args, sizes, backends)
     table = tradeoff_rows(benchmark["rows"], variants, sizes, trained)
     markdown = tradeoff_markdown(table, sizes)
     print("\n" + markdown)

@@ -10,7 +10,7 @@ the checkpoint's ``arch`` and ``meta`` as JSON (DESIGN.md), plus what the export
     roadseg.source     sha256 of the checkpoint (or parent ONNX) it was made from
     roadseg.classes    JSON list of class names by output index; roadseg.ignore_index "255"
 
-    from models.model_metadata import ModelInfo
+    from roadseg.models.core.model_metadata import ModelInfo
     info = ModelInfo.from_props(session.get_modelmeta().custom_metadata_map)
     info.input_size, info.mean, info.std
 """
@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from models.cli import ToolError
+from roadseg.models.core.cli import ToolError
 
 FORMAT = "roadseg-model/1"
 PREFIX = "roadseg."
