@@ -10,6 +10,9 @@ device buffers grow with the batch shape and are reused, and every CUDA call's e
         logits = backend.infer(batch)          # (N, 3, H, W) float32 -> (N, C, H, W) float32
         backend.describe()                     # {"backend": "tensorrt", "tensorrt": "10.7.0", "gpu": ..., ...}
 
+The TensorRT and CUDA glue (importing tensorrt and cuda-python, checking CUDA calls, the logger, the GPU's
+name, shape strings) is models/core/tensorrt_glue.py, shared with export/to_tensorrt.py: the GPU checked
+against the manifest here is named by the same function that named it there when the engine was built.
 tensorrt and cuda-python are imported only when an engine is opened: this module imports on any machine
 (and never imports torch or export/).
 """
@@ -18,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,44 +30,42 @@ from roadseg.deploy.backends import Backend
 from roadseg.models.core.cli import ToolError
 from roadseg.models.core.engine_manifest import manifest_path, read_manifest
 from roadseg.models.core.model_metadata import ModelInfo
+from roadseg.models.core.tensorrt_glue import (
+    ENGINE_TARGET_FIELDS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    CudaError,
+    Gpu,
+    Shape,
+    cuda_check,
+    engine_target,
+    format_profile,
+    format_shape,
+    gpu_identity,
+    import_cudart,
+    import_tensorrt,
+    make_logger,
+    onnxruntime_hint,
+)
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
 REBUILD = "export/to_tensorrt.py"
 
-Shape = tuple[int, ...]
 ShapeProfile = tuple[Shape, Shape, Shape]  # (min, opt, max)
 
 
-class CudaError(ToolError):
-    """A CUDA runtime call failed; the message names the call and CUDA's error."""
-
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    compute_capability: str  # "8.7", as in the manifest
-    device: int = 0  # CUDA device index
-
-
-def format_shape(shape) -> str:
-    return "x".join(str(int(d)) for d in shape)
-
-
 # checks (pure functions) -------------------------------------------------------------------------------
-def check_engine_compatible(manifest: dict, trt_version: str, gpu_name: str, compute_capability: str,
-                            where: str = "engine") -> None:
+def check_engine_compatible(manifest: dict, trt_version: str, gpu: Gpu, where: str = "engine") -> None:
     """A one-line ToolError unless the engine was built with this TensorRT version for this GPU.
 
-    TensorRT engines are specific to the TensorRT version and the GPU model they were built with.
+    TensorRT engines are specific to the TensorRT version and the GPU model they were built with. ``gpu``
+    comes from tensorrt_glue.gpu_identity and the comparison goes through engine_target, as the builder's did.
     """
     components = manifest.get("components") or {}
-    built = {key: components.get(key) for key in ("tensorrt_version", "gpu_name", "compute_capability")}
+    built = {key: components.get(key) for key in ENGINE_TARGET_FIELDS}
     missing = [key for key, value in built.items() if value in (None, "")]
     if missing:
         raise ToolError(f"{where}: its manifest does not say {', '.join(missing)}; rebuild it with {REBUILD}")
-    here = {"tensorrt_version": str(trt_version), "gpu_name": str(gpu_name),
-            "compute_capability": str(compute_capability)}
+    here = engine_target(trt_version, gpu)
     if {key: str(value) for key, value in built.items()} == here:
         return
     source = f" --model {manifest['onnx']}" if manifest.get("onnx") else ""
@@ -82,7 +81,7 @@ def check_input_shape(shape: Shape, profile: ShapeProfile, where: str = "engine"
     if len(shape) == len(low) and all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
         return
     raise ToolError(f"{where}: input {INPUT_NAME!r} of shape {format_shape(shape)} is outside the engine's profile "
-                    f"(min {format_shape(low)}, opt {format_shape(opt)}, max {format_shape(high)}); "
+                    f"({format_profile(low, opt, high)}); "
                     f"rebuild it with {REBUILD} --min-shape/--max-shape covering it")
 
 
@@ -105,79 +104,14 @@ def load_manifest(engine_path: Path, info: ModelInfo | None = None) -> tuple[dic
     return manifest, info or ModelInfo.from_props(manifest["model"], str(path))
 
 
-# TensorRT and CUDA (imported only here) -----------------------------------------------------------------
-def import_tensorrt(where: str, onnx: str | None = None):
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as err:
-        source = f" ({onnx})" if onnx else ""
-        raise ToolError(f"{where}: running a TensorRT engine needs the tensorrt package, which is not available here "
-                        f"({' '.join(str(err).split())}); use the .onnx it was built from{source} with onnxruntime "
-                        "(deploy/run.py) instead, or install it on a machine with an NVIDIA GPU: "
-                        "pip install -e '.[tensorrt]'") from None
-    if int(trt.__version__.split(".")[0]) < 10:
-        raise ToolError(f"{where}: TensorRT {trt.__version__} is too old: this backend needs TensorRT >= 10")
-    return trt
-
-
-def import_cudart():
-    """NVIDIA's cuda-python runtime bindings (current layout, else the older one)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise ToolError("running a TensorRT engine needs NVIDIA's cuda-python for device memory, which is not "
-                            "installed: pip install cuda-python (the version matching the driver's CUDA)") from None
-    return cudart
-
-
-def cuda_check(cudart, result, what: str):
-    """Unpack a cuda-python call's ``(err, *values)``: the value(s), or a CudaError naming ``what`` and the error."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != cudart.cudaError_t.cudaSuccess:
-        try:
-            name = cudart.cudaGetErrorName(err)[1].decode()
-            text = cudart.cudaGetErrorString(err)[1].decode()
-        except Exception:  # describing the error must not hide it
-            name, text = str(err), ""
-        raise CudaError(f"CUDA {what} failed: {name}" + (f" ({text})" if text else ""))
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
+# the GPU -------------------------------------------------------------------------------------------------
 def current_gpu(cudart) -> Gpu:
-    """The current CUDA device, named as export/to_tensorrt.py names it in the manifest."""
+    """The current CUDA device, named as export/to_tensorrt.py named it in the manifest (both: gpu_identity)."""
     try:
-        device = cuda_check(cudart, cudart.cudaGetDevice(), "cudaGetDevice")
-        props = cuda_check(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+        return gpu_identity(cudart)
     except CudaError as err:
         raise CudaError(f"no usable CUDA GPU ({err}); a TensorRT engine runs only on the GPU it was built for: "
-                        "use the .onnx with onnxruntime instead") from None
-    name = props.name
-    if isinstance(name, bytes):
-        name = name.split(b"\0", 1)[0].decode(errors="replace")
-    return Gpu(str(name), f"{props.major}.{props.minor}", int(device))
-
-
-def make_logger(trt):
-    class Logger(trt.ILogger):
-        """TensorRT's warnings and errors on stderr; keeps the last error for our one-line messages."""
-
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.last_error = ""
-
-        def log(self, severity, msg):
-            text = " ".join(str(msg).split())
-            if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.last_error = text
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                print(f"[TensorRT] {getattr(severity, 'name', severity)}: {text}", file=sys.stderr)
-
-    return Logger()
+                        f"{onnxruntime_hint()}") from None
 
 
 class TensorRTBackend(Backend):
@@ -201,7 +135,7 @@ class TensorRTBackend(Backend):
         self.gpu = current_gpu(cudart)
         self.tensorrt_version = trt.__version__
         if self.manifest is not None:
-            check_engine_compatible(self.manifest, trt.__version__, self.gpu.name, self.gpu.compute_capability, where)
+            check_engine_compatible(self.manifest, trt.__version__, self.gpu, where)
 
         try:
             self._load(trt, data, where)

@@ -24,6 +24,9 @@ max = batch ``--max-batch`` at the opt size; min = batch 1 at half the opt size,
 size multiple. Kernels are tuned for the size deploy uses, and smaller frames still run.
 
 Without the tensorrt package or a CUDA GPU this fails with one line pointing to the onnxruntime path.
+Importing tensorrt and cuda-python, TensorRT's logger, the GPU's name and the shape strings come from
+models/core/tensorrt_glue.py, shared with deploy/tensorrt_backend.py, which checks the manifest's TensorRT
+version and GPU against its own: both take them from the same functions.
 """
 
 from __future__ import annotations
@@ -57,8 +60,20 @@ from roadseg.models.core.engine_manifest import (  # the reading side: models/co
 )
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.model_metadata import ModelInfo, read_onnx_info
+from roadseg.models.core.tensorrt_glue import (
+    INPUT_NAME,
+    Gpu,
+    engine_target,
+    format_profile,
+    format_shape,
+    gpu_identity,
+    import_cudart,
+    import_tensorrt,
+    make_logger,
+    onnxruntime_hint,
+    parse_shape,
+)
 
-INPUT_NAME = "image"
 PRECISIONS = ("fp16", "int8")
 # ONNX metadata precisions whose Q/DQ nodes TensorRT can run (int8-ort-ptq is onnxruntime's CPU format).
 TRT_INT8_SOURCES = ("int8-qat-qdq", "int8-trt-ptq")
@@ -66,7 +81,6 @@ SHAPE_FLAGS = ("--min-shape", "--opt-shape", "--max-shape")
 DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default, stated so that it is part of the key
 # Bump when build_engine changes what it builds from the same inputs, so older cached engines are not reused.
 BUILD_RECIPE = 1
-ONNXRUNTIME_HINT = "use the .onnx with deploy/run.py (onnxruntime) instead"
 
 Shape = tuple[int, int, int, int]
 
@@ -82,19 +96,6 @@ class Profile:
 
     def shapes(self) -> tuple[Shape, Shape, Shape]:
         return self.min, self.opt, self.max
-
-
-def format_shape(shape: Shape) -> str:
-    return "x".join(map(str, shape))
-
-
-def parse_shape(text: str, flag: str, batch: int, channels: int) -> Shape:
-    """``NxCxHxW``, or ``HxW`` with the given batch and channels."""
-    parts = text.strip().lower().split("x")
-    if len(parts) not in (2, 4) or not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
-        raise ToolError(f"{flag}: expected NxCxHxW or HxW with positive integers, got {text!r}")
-    dims = tuple(int(part) for part in parts)
-    return dims if len(dims) == 4 else (batch, channels, *dims)
 
 
 def half_rounded_up(size: int, multiple: int) -> int:
@@ -231,33 +232,18 @@ def engine_info(info: ModelInfo, precision: str, onnx_sha256: str) -> ModelInfo:
     return info.with_changes(precision="fp16" if precision == "fp16" else info.precision, source=onnx_sha256)
 
 
-# TensorRT and the GPU (imported only here) ---------------------------------------------------------
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    compute_capability: str  # "8.7"
-
-
+# TensorRT and the GPU ------------------------------------------------------------------------------
 def gpu_from_cuda_python(device: int = 0) -> tuple[Gpu | None, str]:
-    """(gpu, why not) from NVIDIA's cuda-python runtime bindings."""
+    """(gpu, why not) from NVIDIA's cuda-python runtime bindings: the identity the run time checks."""
     try:
-        from cuda.bindings import runtime as cudart  # current cuda-python layout
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python layout
-        except ImportError:
-            return None, "cuda-python is not installed"
-    try:
-        err, props = cudart.cudaGetDeviceProperties(device)
-    except Exception as exc:  # the bindings raise, e.g., when no driver library can be loaded
-        return None, " ".join(str(exc).split())
-    if err != cudart.cudaError_t.cudaSuccess:
-        return None, cudart.cudaGetErrorName(err)[1].decode()
-    return Gpu(props.name.split(b"\0", 1)[0].decode(errors="replace"), f"{props.major}.{props.minor}"), ""
+        return gpu_identity(import_cudart(), device), ""
+    except ToolError as err:
+        return None, str(err)
 
 
 def gpu_from_nvidia_smi(device: int = 0) -> Gpu | None:
-    # Last resort, e.g. cuda-python made for a newer CUDA than the driver. Its numbering is PCI order.
+    # Last resort, e.g. cuda-python made for a newer CUDA than the driver. Its numbering is PCI order. NVML
+    # names a GPU as CUDA does; where it did not, the run time would refuse the engine, naming both.
     executable = shutil.which("nvidia-smi")
     if executable is None:
         return None
@@ -267,46 +253,21 @@ def gpu_from_nvidia_smi(device: int = 0) -> Gpu | None:
     except (OSError, subprocess.SubprocessError):
         return None
     name, _, capability = result.stdout.strip().rpartition(",")
-    return Gpu(name.strip(), capability.strip()) if name.strip() and capability.strip() else None
+    return Gpu(name.strip(), capability.strip(), device) if name.strip() and capability.strip() else None
 
 
 def cuda_gpu(device: int = 0) -> Gpu:
-    """The GPU TensorRT builds for (the current CUDA device, 0 by default); a one-line ToolError without one."""
+    """The GPU TensorRT builds for (CUDA device 0 by default); a one-line ToolError without one."""
     gpu, reason = gpu_from_cuda_python(device)
     gpu = gpu or gpu_from_nvidia_smi(device)
     if gpu is None:
         raise ToolError(f"no CUDA GPU found ({reason}); a TensorRT engine is built on the GPU that runs it: "
-                        f"{ONNXRUNTIME_HINT}")
+                        f"{onnxruntime_hint()}")
     return gpu
 
 
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as err:
-        raise ToolError(f"the tensorrt package is not available ({' '.join(str(err).split())}); {ONNXRUNTIME_HINT}, "
-                        "or install it on a machine with an NVIDIA GPU: pip install -e '.[tensorrt]'") from None
-    if int(trt.__version__.split(".")[0]) < 10:
-        raise ToolError(f"TensorRT {trt.__version__} is too old: this tool needs TensorRT >= 10; {ONNXRUNTIME_HINT}")
-    return trt
-
-
-def make_logger(trt, verbose: bool = False):
-    class BuildLogger(trt.ILogger):
-        """TensorRT's warnings and errors (and info with --verbose) on stderr; keeps the last error for our message."""
-
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.threshold = int(trt.ILogger.Severity.INFO if verbose else trt.ILogger.Severity.WARNING)
-            self.last_error = ""
-
-        def log(self, severity, msg):
-            if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.last_error = " ".join(str(msg).split())
-            if int(severity) <= self.threshold:
-                tqdm.write(f"[TensorRT] {severity.name}: {msg}", file=sys.stderr)
-
-    return BuildLogger()
+def write_above_progress_bars(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
 
 
 def make_progress_monitor(trt):
@@ -379,7 +340,7 @@ def check_network_input(network, where: Path, profile: Profile) -> None:
 def build_engine(trt, onnx_data: bytes, where: Path, spec: EngineSpec, timing_cache: Path | None,
                  verbose: bool = False) -> bytes:
     """The serialized engine for ``spec``; a ToolError with TensorRT's first error when it cannot be built."""
-    logger = make_logger(trt, verbose)
+    logger = make_logger(trt, verbose, write_above_progress_bars)
     builder = trt.Builder(logger)
     # TensorRT 10 networks are always explicit batch. Not STRONGLY_TYPED: the precision flags below choose.
     network = builder.create_network(0)
@@ -473,14 +434,13 @@ def main(args: argparse.Namespace) -> int:
     gpu = cuda_gpu()
 
     onnx_data = args.model.read_bytes()
-    spec = EngineSpec(onnx_sha256=sha256_hex(onnx_data), tensorrt_version=trt.__version__, gpu_name=gpu.name,
-                      compute_capability=gpu.compute_capability, precision=args.precision, profile=profile,
-                      workspace_mib=args.workspace_mib, dla_core=args.dla_core, optimization_level=args.opt_level)
+    spec = EngineSpec(onnx_sha256=sha256_hex(onnx_data), **engine_target(trt.__version__, gpu),
+                      precision=args.precision, profile=profile, workspace_mib=args.workspace_mib,
+                      dla_core=args.dla_core, optimization_level=args.opt_level)
     engine_path = args.engine or (args.out or args.model.parent) / f"{args.model.stem}.{spec.key()[:16]}.engine"
     timing_cache = args.timing_cache or default_timing_cache(engine_path.parent, spec)
     print(f"{args.model} -> {args.precision} engine for {gpu.name} (sm {gpu.compute_capability}), TensorRT "
-          f"{trt.__version__}, profile min {format_shape(profile.min)} opt {format_shape(profile.opt)} "
-          f"max {format_shape(profile.max)}")
+          f"{trt.__version__}, profile {format_profile(*profile.shapes())}")
     manifest, reused = build_or_reuse(
         engine_path, spec, engine_info(info, args.precision, spec.onnx_sha256), args.model,
         lambda: build_engine(trt, onnx_data, args.model, spec, timing_cache, args.verbose))

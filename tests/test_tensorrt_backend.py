@@ -1,24 +1,29 @@
 """deploy/tensorrt_backend.py: the checks before an engine is deserialized (manifest, engine bytes, TensorRT version
-and GPU, input profile) and the errors without TensorRT run on any machine; one real engine runs where TensorRT and a
-CUDA GPU exist, its logits compared with onnxruntime's."""
+and GPU, input profile) and the errors without TensorRT run on any machine, as does the check that the builder
+(export/to_tensorrt.py) and this backend name the GPU alike (models/core/tensorrt_glue.py, with fakes for tensorrt and
+cuda-python); one real engine runs where TensorRT and a CUDA GPU exist, its logits compared with onnxruntime's."""
 
 from __future__ import annotations
 
+import enum
 import json
 import subprocess
 import sys
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
 
 import roadseg.deploy.tensorrt_backend as trt_backend
+import roadseg.export.to_tensorrt as trt_export
 from roadseg.deploy.backends import open_backend
 from roadseg.deploy.tensorrt_backend import TensorRTBackend, check_engine_compatible, check_input_shape
 from roadseg.export.to_tensorrt import make_manifest, write_manifest
 from roadseg.models.core.cli import ToolError
-from roadseg.models.core.engine_manifest import cache_key, manifest_path
+from roadseg.models.core.engine_manifest import cache_key, manifest_path, read_manifest
+from roadseg.models.core.tensorrt_glue import Gpu, engine_target, gpu_identity
 from tests.conftest import REPO_ROOT
-from tests.test_tensorrt_build import INFO, PROFILE, SPEC, tiny_onnx
+from tests.test_tensorrt_build import INFO, PROFILE, SPEC, FakeTensorRT, Severity, tiny_onnx
 
 ENGINE_BYTES = b"a serialized engine, as far as these tests go"
 
@@ -42,12 +47,23 @@ def engine(tmp_path):
 
 
 # imports -------------------------------------------------------------------------------------------------
-def test_module_imports_without_tensorrt_cuda_torch_or_export():
-    code = ("import deploy.tensorrt_backend, deploy.backends, sys; "
-            "roots = {name.split('.')[0] for name in sys.modules}; "
-            "assert not {'torch', 'tensorrt', 'cuda', 'export'} & roots, sorted(roots)")
+def imports_nothing_of(module: str, roots: set[str], packages: tuple[str, ...] = ()) -> None:
+    """Importing ``module`` in a fresh interpreter loads no module under ``roots`` (top level) or ``packages``."""
+    code = (f"import {module}, sys; "
+            f"found = sorted({{n.split('.')[0] for n in sys.modules}} & {roots!r}) "
+            f"+ sorted(n for n in sys.modules if n.startswith({packages!r})); "
+            "assert not found, found")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_module_imports_without_tensorrt_cuda_torch_or_export():
+    imports_nothing_of("roadseg.deploy.tensorrt_backend", {"torch", "tensorrt", "cuda"}, ("roadseg.export",))
+
+
+def test_glue_imports_without_tensorrt_cuda_torch_or_any_stage():
+    imports_nothing_of("roadseg.models.core.tensorrt_glue", {"torch", "tensorrt", "cuda"},
+                       ("roadseg.train", "roadseg.compress", "roadseg.export", "roadseg.deploy"))
 
 
 # TensorRT version and GPU -------------------------------------------------------------------------------------
@@ -55,17 +71,17 @@ MANIFEST = {"components": SPEC.components(), "onnx": "runs/demo/model.onnx"}  # 
 
 
 def test_same_tensorrt_and_gpu_is_compatible():
-    assert check_engine_compatible(MANIFEST, "10.9.0", "NVIDIA Orin", "8.7") is None
+    assert check_engine_compatible(MANIFEST, "10.9.0", Gpu("NVIDIA Orin", "8.7")) is None
 
 
-@pytest.mark.parametrize(("here", "fragments"), [
-    (("10.7.0", "NVIDIA Orin", "8.7"), ("TensorRT 10.9.0 for NVIDIA Orin (sm 8.7)", "has TensorRT 10.7.0 and")),
-    (("10.9.0", "NVIDIA A100-SXM4-80GB", "8.0"), ("for NVIDIA Orin (sm 8.7)", "NVIDIA A100-SXM4-80GB (sm 8.0)")),
-    (("10.9.0", "NVIDIA Orin", "8.9"), ("(sm 8.7)", "(sm 8.9)")),
+@pytest.mark.parametrize(("version", "gpu", "fragments"), [
+    ("10.7.0", Gpu("NVIDIA Orin", "8.7"), ("TensorRT 10.9.0 for NVIDIA Orin (sm 8.7)", "has TensorRT 10.7.0 and")),
+    ("10.9.0", Gpu("NVIDIA A100-SXM4-80GB", "8.0"), ("for NVIDIA Orin (sm 8.7)", "NVIDIA A100-SXM4-80GB (sm 8.0)")),
+    ("10.9.0", Gpu("NVIDIA Orin", "8.9"), ("(sm 8.7)", "(sm 8.9)")),
 ])
-def test_another_tensorrt_or_gpu_is_one_line_naming_both(here, fragments):
+def test_another_tensorrt_or_gpu_is_one_line_naming_both(version, gpu, fragments):
     with pytest.raises(ToolError) as caught:
-        check_engine_compatible(MANIFEST, *here, where="trt/model.engine")
+        check_engine_compatible(MANIFEST, version, gpu, where="trt/model.engine")
     one_line_error(caught, "trt/model.engine: built with", *fragments,
                    "rebuild it with export/to_tensorrt.py --model runs/demo/model.onnx")
 
@@ -73,7 +89,7 @@ def test_another_tensorrt_or_gpu_is_one_line_naming_both(here, fragments):
 def test_a_manifest_without_the_build_machine_is_an_error():
     components = {k: v for k, v in SPEC.components().items() if k != "gpu_name"}
     with pytest.raises(ToolError) as caught:
-        check_engine_compatible({"components": components}, "10.9.0", "NVIDIA Orin", "8.7", where="m.engine")
+        check_engine_compatible({"components": components}, "10.9.0", Gpu("NVIDIA Orin", "8.7"), where="m.engine")
     one_line_error(caught, "m.engine", "gpu_name")
 
 
@@ -149,7 +165,7 @@ def test_open_backend_of_an_engine_without_tensorrt_points_to_onnxruntime(engine
 def test_other_suffixes_name_the_engine_among_those_accepted(tmp_path):
     with pytest.raises(ToolError) as caught:
         open_backend(tmp_path / "model.plan")
-    one_line_error(caught, "model.plan", ".onnx", ".engine", ".pt")
+    one_line_error(caught, "model.plan", ".onnx", ".engine")
 
 
 def test_without_cuda_python_the_error_says_how_to_install_it(monkeypatch):
@@ -186,12 +202,94 @@ def test_current_gpu_names_the_device_or_says_why_not():
         assert gpu.name and gpu.compute_capability.replace(".", "").isdigit()
 
 
+# the builder and the run time name the GPU alike ------------------------------------------------------------------
+class FakeCudart:
+    """Just the part of cuda-python's runtime that naming the GPU uses: one device, ``name`` as cuda-python gives it
+    (bytes of a C char array, NUL and leftovers included, or str)."""
+
+    class cudaError_t(enum.IntEnum):  # noqa: N801 (cuda-python's name)
+        cudaSuccess = 0
+
+    def __init__(self, name: bytes | str, major: int = 8, minor: int = 7):
+        self.props = SimpleNamespace(name=name, major=major, minor=minor)
+
+    def cudaGetDevice(self):  # noqa: N802
+        return self.cudaError_t.cudaSuccess, 0
+
+    def cudaGetDeviceProperties(self, device):  # noqa: N802
+        assert device == 0
+        return self.cudaError_t.cudaSuccess, self.props
+
+
+def install_cudart(monkeypatch, layout: str, cudart: FakeCudart) -> None:
+    """Make ``cudart`` what `import` finds in cuda-python's current layout (cuda.bindings.runtime) or its older one
+    (cuda.cudart, without cuda.bindings), installed here or not."""
+    cuda = ModuleType("cuda")
+    if layout == "current":
+        cuda.bindings = ModuleType("cuda.bindings")
+        cuda.bindings.runtime = cudart
+        modules = {"cuda": cuda, "cuda.bindings": cuda.bindings, "cuda.bindings.runtime": cudart}
+    else:
+        cuda.cudart = cudart
+        modules = {"cuda": cuda, "cuda.bindings": None, "cuda.bindings.runtime": None, "cuda.cudart": cudart}
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+class FakeTensorRTRuntime(FakeTensorRT):
+    """FakeTensorRT (the builder's stand-in) with a Runtime that deserializes nothing: reaching it means the backend's
+    compatibility check has passed."""
+
+    def Runtime(self, logger):  # noqa: N802 (TensorRT's name)
+        self.logger = logger
+        return self
+
+    def deserialize_cuda_engine(self, data):
+        self.logger.log(Severity.ERROR, "fake TensorRT:\n deserializes nothing")
+        return None
+
+
+@pytest.mark.parametrize(("build_layout", "build_name", "run_layout", "run_name"), [
+    ("current", b"NVIDIA Orin\0\x13\xff", "current", b"NVIDIA Orin\0"),
+    ("older", b"NVIDIA Orin\0\0\0", "current", "NVIDIA Orin"),
+    ("current", "NVIDIA Orin", "older", b"NVIDIA Orin\0\xfe"),
+], ids=["current-layout", "older-to-current", "current-to-older"])
+def test_the_gpu_the_builder_records_is_the_gpu_the_backend_accepts(tmp_path, monkeypatch, build_layout, build_name,
+                                                                      run_layout, run_name):
+    """The builder's manifest and the backend's check both take the GPU from tensorrt_glue.gpu_identity and the
+    fields from engine_target: an engine built here is accepted here, and refused on another GPU, naming both.
+
+    tensorrt and cuda-python are fakes (there is no GPU here): this proves only our own plumbing, from the builder's
+    main() to the backend's constructor, not how the real TensorRT or cuda-python behave.
+    """
+    monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRTRuntime())
+    onnx_path = tiny_onnx(tmp_path / "model.onnx")
+    engine_path = tmp_path / "model.engine"
+    install_cudart(monkeypatch, build_layout, FakeCudart(build_name))
+    args = trt_export.get_args_parser().parse_args(["--model", str(onnx_path), "--precision", "fp16",
+                                                    "--engine", str(engine_path)])
+    assert trt_export.main(args) == 0
+    components = read_manifest(manifest_path(engine_path))["components"]
+    built_for = {key: components[key] for key in ("tensorrt_version", "gpu_name", "compute_capability")}
+    assert built_for == engine_target("10.9.0", Gpu("NVIDIA Orin", "8.7"))
+
+    install_cudart(monkeypatch, run_layout, FakeCudart(run_name))
+    assert gpu_identity(trt_backend.import_cudart()) == Gpu("NVIDIA Orin", "8.7", 0)
+    with pytest.raises(ToolError) as caught:  # accepted: it goes on to deserialize, which the fake cannot
+        TensorRTBackend(engine_path)
+    one_line_error(caught, f"{engine_path}: TensorRT cannot deserialize it: fake TensorRT: deserializes nothing")
+
+    install_cudart(monkeypatch, run_layout, FakeCudart(b"NVIDIA Thor\0"))
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine_path)
+    one_line_error(caught, f"{engine_path}: built with TensorRT 10.9.0 for NVIDIA Orin (sm 8.7); this machine has "
+                           "TensorRT 10.9.0 and NVIDIA Thor (sm 8.7)", f"--model {onnx_path}")
+
+
 # a real engine ------------------------------------------------------------------------------------------------
 def test_real_fp16_engine_matches_onnxruntime(tmp_path):
     trt = pytest.importorskip("tensorrt", exc_type=ImportError)
     import onnxruntime as ort
-
-    import roadseg.export.to_tensorrt as trt_export
 
     gpu, reason = trt_export.gpu_from_cuda_python()
     if gpu is None:

@@ -370,7 +370,8 @@ def test_build_engine_errors_are_one_line(tmp_path, trt, spec, fragment):
 
 # without TensorRT or a GPU ---------------------------------------------------------------------------------
 def test_module_imports_without_torch_or_tensorrt():
-    code = "import export.to_tensorrt, sys; assert not {'torch', 'tensorrt'} & set(sys.modules), sorted(sys.modules)"
+    code = ("import roadseg.export.to_tensorrt, sys; "
+            "assert not {'torch', 'tensorrt'} & set(sys.modules), sorted(sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
