@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	@start=$$(date +%s); \
 	set -e; \
-	test -d $(DEMO_DATA)/leftImg8bit || $(PY) train/make_synthetic.py --out $(DEMO_DATA) --num 160 --num-val 40 --size 256 512 --seed 0; \
+	test -d $(DEMO_DATA)/leftImg8bit || $(VENV)/bin/roadseg synth --out $(DEMO_DATA) --num 160 --num-val 40 --size 256 512 --seed 0; \
 	rm -rf $(DEMO_RUN); \
 	echo "== train a small U-Net (base width 8) on the synthetic set"; \
 	$(PY) train/fit.py --dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/full \
@@ -58,7 +58,7 @@ demo: $(STAMP)
 		$(DEMO_RUN)/onnx/model_int8_ort.onnx $(DEMO_RUN)/onnx/model_int8_qat.onnx --sizes 128x256 \
 		--dataset synthetic --data-path $(DEMO_DATA) --threads 2 --runs 20 --out $(DEMO_RUN)/bench; \
 	echo "== road overlay of a synthetic drive: deploy/run.py (onnxruntime, no torch), IoU against its labels"; \
-	test -f $(DEMO_DRIVE)/drive.mp4 || $(PY) train/make_synthetic.py --drive --out $(DEMO_DRIVE) --num 90 \
+	test -f $(DEMO_DRIVE)/drive.mp4 || $(VENV)/bin/roadseg synth --drive --out $(DEMO_DRIVE) --num 90 \
 		--size 256 512 --seed 1; \
 	$(PY) deploy/run.py --model $(DEMO_RUN)/onnx/model_fp32.onnx --source $(DEMO_DRIVE)/drive.mp4 \
 		--gt $(DEMO_DRIVE) --output $(DEMO_RUN)/deploy/drive_overlay.mp4 --threads 2; \

@@ -29,7 +29,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """6 train + 4 val synthetic frames of 64x128 in the Cityscapes layout."""
-    from roadseg.train.make_synthetic import write_dataset
+    from roadseg.train.synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     write_dataset(root, num_train=6, num_val=4, height=64, width=128, seed=3)

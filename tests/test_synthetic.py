@@ -1,10 +1,8 @@
-"""Tests for train/make_synthetic.py: determinism, Cityscapes layout, official label ids, variety, CLI."""
+"""Tests for train/synthetic/ (roadseg synth): determinism, Cityscapes layout, official label ids, variety, CLI."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,19 +10,19 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
+from roadseg.models.core.cli import ToolError
 from roadseg.models.core.dataset_layouts import find_samples, read_road_mask
-from roadseg.train.make_synthetic import (
+from roadseg.train.synthetic import (
     drive_frame_paths,
     frame_paths,
-    get_args_parser,
-    main,
     render_drive,
     render_frame,
     write_dataset,
     write_drive,
 )
+from roadseg.train.synthetic.cli import get_args_parser, main
+from tests.conftest import assert_one_line_error, run_script
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 128
 ROAD = name2label["road"].id
 IGNORED_IDS = {label.id for label in id2label.values() if label.ignoreInEval}
@@ -126,9 +124,7 @@ def test_road_is_not_just_the_bottom_half(seed):
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "train/make_synthetic.py", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return run_script("train/synthetic/cli.py", *args)
 
 
 def test_cli_writes_dataset(tmp_path):
@@ -146,29 +142,35 @@ def test_cli_writes_dataset(tmp_path):
 
 def test_cli_bad_size_is_a_one_line_error(tmp_path):
     proc = _run_cli("--out", str(tmp_path / "out"), "--size", "10", "10")
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "--size" in lines[0] and "Traceback" not in proc.stderr
+    assert_one_line_error(proc, "--size 10 10", "between 32 and 8192")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_an_out_that_is_a_file(tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    proc = _run_cli("--out", str(out), "--num", "1", "--size", "32", "32")
+    assert_one_line_error(proc, "roadseg synth: error: --out", "expected a folder")
+    assert out.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize(
     "args, kwargs, flag",
     [
         (["--size", "64", "20"], {"width": 20}, "--size"),
-        (["--num", "0"], {"num_train": 0}, "--num must"),
+        (["--num", "0"], {"num_train": 0}, "--num 0"),
         (["--num", "4", "--num-val", "-1"], {"num_val": -1}, "--num-val"),
         (["--seed", "-3"], {"seed": -3}, "--seed"),
     ],
 )
 def test_bad_arguments_name_the_option(tmp_path, args, kwargs, flag):
     # In-process: a subprocess per case would dominate the suite's run time; the subprocess test above
-    # checks that such an exit reaches stderr as one line.
+    # checks that such a ToolError reaches stderr as one line.
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(ToolError) as exc:
         main(get_args_parser().parse_args(["--out", str(out), *args]))
-    message = str(exc.value.code)
+    message = str(exc.value)
     assert flag in message and "\n" not in message
     good = {"num_train": 1, "num_val": 0, "height": 64, "width": 64, "seed": 0}
     with pytest.raises(ValueError, match=flag):
@@ -301,9 +303,9 @@ def test_cli_writes_a_drive(tmp_path, capsys):
 )
 def test_bad_drive_arguments_name_the_option(tmp_path, args, flag):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(ToolError) as exc:
         main(get_args_parser().parse_args(["--out", str(out), *args]))
-    message = str(exc.value.code)
+    message = str(exc.value)
     assert flag in message and "\n" not in message
     with pytest.raises(ValueError, match="--fps"):
         write_drive(out, 2, H, W, seed=0, fps=float("nan"))

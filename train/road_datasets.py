@@ -56,7 +56,7 @@ def ensure_synthetic(path: Path) -> Path:
     import shutil
     import tempfile
 
-    from roadseg.train.make_synthetic import write_dataset
+    from roadseg.train.synthetic import write_dataset
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +42,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for writers that want a file name rather than a file
+    object (a video encoder, a library's ``save(path)``). When the block ends without error the file
+    is flushed to disk and renamed to ``path``; on error it is removed and ``path`` is left as it was.
+
+    The writer must have closed the file before the block ends. The temporary name keeps ``path``'s
+    suffix, because some writers (OpenCV's VideoWriter) pick the format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
