@@ -1,6 +1,6 @@
-"""Fine-tuning a compressed model (pruning and QAT share it): the training run's arguments, and
-distillation toward the uncompressed teacher (cross-entropy on the labels plus KL on softened
-logits, or MSE on the features entering the 1x1 head).
+"""Fine-tuning a compressed model (pruning and QAT share it): train/fit.py's settings for the
+fine-tuning phase, typed, from the stage's own arguments. Distillation toward the uncompressed
+teacher is ``roadseg.train.distillation``.
 
     loss_fn = make_distill_loss(teacher, "kl", weight=1.0, temperature=2.0)
     run_training(fine_tune_args(args, out, epochs), student, loss_fn)   # train.fit's resumable loop
@@ -11,62 +11,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from roadseg.models.core.road_labels import IGNORE
 from roadseg.train.fit import get_args_parser as fit_args_parser
-from roadseg.train.losses import cross_entropy_sum
+
+# Settings of the parent's training recipe that its fine-tuning keeps (the same augmentation and loss).
+INHERITED = ("augment", "dice_weight")
 
 
-def logits_and_head_input(model: torch.nn.Module, images: torch.Tensor):
-    """The logits and the features entering the 1x1 head (pruning with ``keep_head_input`` keeps
-    their width equal to the unpruned model's, so no adapter is needed)."""
-    core = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    captured = {}
-    handle = core.outc.register_forward_hook(lambda _module, inputs, _output: captured.update(x=inputs[0]))
-    try:
-        logits = model(images)
-    finally:
-        handle.remove()
-    return logits, captured["x"]
-
-
-def make_distill_loss(teacher: torch.nn.Module, kind: str, weight: float, temperature: float):
-    """CE on labels plus ``weight`` x (KL on softened logits | MSE on the head's input features)
-    toward the unpruned model."""
-    teacher = teacher.eval()
-    for param in teacher.parameters():
-        param.requires_grad_(False)
-
-    def loss_fn(model, images, masks):
-        teacher.to(images.device)
-        if kind == "kl":
-            logits = model(images)
-            with torch.no_grad():
-                target = teacher(images).float()
-            log_student = F.log_softmax(logits.float() / temperature, dim=1)
-            log_teacher = F.log_softmax(target / temperature, dim=1)
-            kd = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1).mean() * temperature**2
-        else:
-            logits, features = logits_and_head_input(model, images)
-            with torch.no_grad():
-                _, target_features = logits_and_head_input(teacher, images)
-            kd = F.mse_loss(features.float(), target_features.float())
-        return cross_entropy_sum(logits, masks), (masks != IGNORE).sum(), weight * kd
-
-    return loss_fn
-
-
-def fine_tune_args(args, out: Path, epochs: int) -> argparse.Namespace:
-    """train/fit.py arguments for fine-tuning at ``args.input_size`` into ``out`` (mild scale jitter,
-    no warm-up); a re-run resumes an interrupted phase."""
-    fit = fit_args_parser().parse_args([
-        "--dataset", args.dataset, "--out", str(out), "--img-size", *map(str, args.input_size),
-        "--epochs", str(epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-        "--warmup-iters", "0", "--workers", str(args.workers), "--device", args.device, "--seed", str(args.seed),
-        "--scale-range", "0.75", "1.5",
-    ])
-    fit.data_path = args.data_path
+def fine_tune_args(args, out: Path, epochs: int, parent_recipe: dict | None = None) -> argparse.Namespace:
+    """train/fit.py's settings for fine-tuning at ``args.input_size`` into ``out`` (mild scale jitter,
+    no warm-up, the parent recipe's augmentation and Dice weight): fit's defaults with typed values set
+    on them; a re-run resumes an interrupted phase."""
+    fit = fit_args_parser().parse_args(["--out", str(out)])
+    fit.dataset, fit.data_path = args.dataset, args.data_path
+    fit.img_size = list(args.input_size)
+    fit.epochs, fit.batch_size, fit.lr = epochs, args.batch_size, args.lr
+    fit.warmup_iters, fit.workers, fit.device, fit.seed = 0, args.workers, args.device, args.seed
+    fit.scale_range = [0.75, 1.5]
+    for name in INHERITED:
+        if name in (parent_recipe or {}):
+            setattr(fit, name, parent_recipe[name])
+    for split in ("train_split", "val_split", "holdout_drive"):  # the compressed model sees the data it trained on
+        if hasattr(args, split):
+            setattr(fit, split, getattr(args, split))
     fit.resume = (out / "last.pt").exists()
     return fit

@@ -31,21 +31,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from roadseg.compress.fine_tuning import fine_tune_args, make_distill_loss
+from roadseg.compress.fine_tuning import fine_tune_args
 from roadseg.deploy.latency import interleaved_onnx_latency, onnx_latency
 from roadseg.export.onnx_export import onnx_bytes
 from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
 from roadseg.models.complexity import count_params_and_macs
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.road_labels import DATASETS, IGNORE
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.unet import GN_MAX_GROUPS
+from roadseg.train.distillation import make_distill_loss
 from roadseg.train.evaluate import evaluate, select_device
 from roadseg.train.fit import run_training
 from roadseg.train.losses import cross_entropy_sum
 from roadseg.train.paired_transforms import EvalTransform
-from roadseg.train.road_datasets import build_dataset, collate_keep_sizes
+from roadseg.train.road_datasets import add_split_arguments, build_dataset, collate_keep_sizes, resolve_splits
 
 IMPORTANCES = ("l2", "l1", "bn", "taylor", "random")
 MAX_RATIO = 0.95  # per step; beyond this a layer is nearly gone
@@ -240,57 +241,52 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-path", type=Path, default=None)
+    add_split_arguments(p)
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="training/measuring size (default: the checkpoint's input_size)")
     stop = p.add_mutually_exclusive_group(required=True)
     stop.add_argument("--ratio", type=float, help="fraction of channels to remove (0-1)")
-    stop.add_argument("--target-macs", type=float, help="GMACs at the input size to end at or below")
-    stop.add_argument("--target-latency-ms", type=float,
+    stop.add_argument("--target-macs", type=positive_float, help="GMACs at the input size to end at or below")
+    stop.add_argument("--target-latency-ms", type=positive_float,
                       help="onnxruntime CPU p50 latency (ms) to end at or below, measured per candidate")
     p.add_argument("--importance", choices=IMPORTANCES, default="l2")
     p.add_argument("--scope", choices=("global", "uniform"), default="global",
                    help="global: rank channels across layers; uniform: the same ratio in every layer")
-    p.add_argument("--round-to", type=int, default=8, help="keep widths multiples of this (TensorRT/int8)")
-    p.add_argument("--steps", type=int, default=1, help="prune in this many steps, fine-tuning between")
-    p.add_argument("--epochs-per-step", type=int, default=2, help="fine-tuning after each step but the last")
-    p.add_argument("--final-epochs", type=int, default=5, help="fine-tuning after the last step")
+    p.add_argument("--round-to", type=positive_int, default=8, help="keep widths multiples of this (TensorRT/int8)")
+    p.add_argument("--steps", type=positive_int, default=1, help="prune in this many steps, fine-tuning between")
+    p.add_argument("--epochs-per-step", type=non_negative_int, default=2,
+                   help="fine-tuning after each step but the last")
+    p.add_argument("--final-epochs", type=non_negative_int, default=5, help="fine-tuning after the last step")
     p.add_argument("--distill", choices=("none", "kl", "mse"), default="none",
                    help="distil from the unpruned model: KL on softened logits, or MSE on the features "
                         "entering the head (their layer then keeps its width)")
     p.add_argument("--distill-weight", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--taylor-batches", type=int, default=4)
+    p.add_argument("--taylor-batches", type=positive_int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for latency (0 = all cores)")
-    p.add_argument("--warmup", type=int, default=3, help="latency warm-up runs")
-    p.add_argument("--runs", type=int, default=20, help="latency timed runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="onnxruntime threads for latency (0 = all cores)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="latency warm-up runs")
+    p.add_argument("--runs", type=positive_int, default=20, help="latency timed runs")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", type=Path, default=None)
     return p
 
 
 def check_args(args) -> None:
+    resolve_splits(args)
     if args.ratio is not None and not 0 < args.ratio < MAX_RATIO:
         raise ToolError(f"--ratio {args.ratio}: expected between 0 and {MAX_RATIO}")
-    for name in ("target_macs", "target_latency_ms"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            raise ToolError(f"--{name.replace('_', '-')}: expected > 0")
-    for name in ("steps", "round_to", "runs", "taylor_batches", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
-    for name in ("warmup", "workers", "threads", "epochs_per_step", "final_epochs", "seed"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
     if (args.out / "prune_report.json").exists():
         raise ToolError(f"--out {args.out}: already holds a finished pruning run; choose another --out")
 
 
 def load_taylor_batches(args) -> list:
     """A few training batches at the model's input size (labels resized with nearest)."""
-    dataset = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
+    dataset = build_dataset(args.dataset, args.data_path, args.train_split, EvalTransform(args.input_size))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate_keep_sizes,
                         generator=torch.Generator().manual_seed(args.seed))
     batches = []
@@ -312,7 +308,7 @@ def main(args: argparse.Namespace) -> int:
         raise ToolError(f"{args.ckpt}: meta has no input_size; pass --img-size H W")
     if args.importance == "bn" and ckpt["arch"].get("norm") != "bn":
         raise ToolError("--importance bn needs a BatchNorm model; this one uses " + str(ckpt["arch"].get("norm")))
-    val_set = build_dataset(args.dataset, args.data_path, "val", EvalTransform(args.input_size))
+    val_set = build_dataset(args.dataset, args.data_path, args.val_split, EvalTransform(args.input_size))
     val_loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers,
                             collate_fn=collate_keep_sizes)
     taylor_batches = load_taylor_batches(args) if args.importance == "taylor" else None
@@ -370,7 +366,8 @@ def main(args: argparse.Namespace) -> int:
         epochs = args.final_epochs if last else args.epochs_per_step
         if epochs > 0:
             out = args.out if last else args.out / f"step{step}"
-            train_report, model = run_training(fine_tune_args(args, out, epochs), model, loss_fn, pruned_meta)
+            train_report, model = run_training(fine_tune_args(args, out, epochs, meta.get("recipe")), model, loss_fn,
+                                                pruned_meta)
             model = model.cpu()
             record["fine_tune_best_val"] = train_report["best_val"]
             if last:  # ship the best fine-tuned epoch

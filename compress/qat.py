@@ -23,17 +23,18 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from roadseg.compress.fine_tuning import fine_tune_args, make_distill_loss
+from roadseg.compress.fine_tuning import fine_tune_args
 from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.quantization import QAT_CONFIG_NAME, quantize
+from roadseg.train.distillation import make_distill_loss
 from roadseg.train.evaluate import evaluate, select_device
 from roadseg.train.fit import run_training
 from roadseg.train.paired_transforms import EvalTransform
-from roadseg.train.road_datasets import build_dataset, collate_keep_sizes
+from roadseg.train.road_datasets import add_split_arguments, build_dataset, collate_keep_sizes, resolve_splits
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -43,40 +44,34 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-path", type=Path, default=None)
+    add_split_arguments(p)
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="calibration/training size (default: the checkpoint's input_size)")
-    p.add_argument("--calib-images", type=int, default=64, help="training images that calibrate the ranges")
-    p.add_argument("--epochs", type=int, default=3, help="QAT epochs (a fraction of the float schedule; 0 = "
-                                                         "calibration only)")
-    p.add_argument("--lr", type=float, default=1e-4, help="about a tenth of the float run's")
+    p.add_argument("--calib-images", type=positive_int, default=64, help="training images that calibrate the ranges")
+    p.add_argument("--epochs", type=non_negative_int, default=3,
+                   help="QAT epochs (a fraction of the float schedule; 0 = calibration only)")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="about a tenth of the float run's")
     p.add_argument("--distill", choices=("none", "kl"), default="kl",
                    help="add KL on softened logits toward the float model")
     p.add_argument("--distill-weight", type=float, default=1.0)
     p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", type=Path, default=None)
     return p
 
 
 def check_args(args) -> None:
-    for name in ("calib_images", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
-    for name in ("epochs", "workers", "seed"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
-    if args.lr <= 0:
-        raise ToolError(f"--lr {args.lr}: expected > 0")
+    resolve_splits(args)
     if (args.out / "qat_report.json").exists():
         raise ToolError(f"--out {args.out}: already holds a finished QAT run; choose another --out")
 
 
 def calibration_loop(args, device: torch.device):
     """ModelOpt's forward_loop: the model sees exactly ``--calib-images`` training images (no augmentation)."""
-    dataset = build_dataset(args.dataset, args.data_path, "train", EvalTransform(args.input_size))
+    dataset = build_dataset(args.dataset, args.data_path, args.train_split, EvalTransform(args.input_size))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         collate_fn=collate_keep_sizes, generator=torch.Generator().manual_seed(args.seed))
     count = min(args.calib_images, len(dataset))
@@ -109,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     args.input_size = tuple(args.img_size or meta.get("input_size") or ())
     if len(args.input_size) != 2:
         raise ToolError(f"{args.ckpt}: meta has no input_size; pass --img-size H W")
-    val_set = build_dataset(args.dataset, args.data_path, "val", EvalTransform(args.input_size))
+    val_set = build_dataset(args.dataset, args.data_path, args.val_split, EvalTransform(args.input_size))
     val_loader = DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers,
                             collate_fn=collate_keep_sizes)
 
@@ -131,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     if args.epochs > 0:
         loss_fn = (make_distill_loss(float_model.cpu(), "kl", args.distill_weight, args.temperature)
                    if args.distill == "kl" else None)
-        run_training(fine_tune_args(args, args.out, args.epochs), model, loss_fn, qat_meta)
+        run_training(fine_tune_args(args, args.out, args.epochs, meta.get("recipe")), model, loss_fn, qat_meta)
         model, _ = load_model(args.out / "best.pt")
     else:
         inherited = {k: meta[k] for k in ("dataset", "mean", "std", "road_label", "complexity") if k in meta}

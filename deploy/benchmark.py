@@ -36,7 +36,7 @@ from tqdm import tqdm
 from roadseg.deploy.backends import Backend, open_backend
 from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
 from roadseg.deploy.latency import cpu_model, percentiles_ms
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, image_size, non_negative_int, positive_int, run
 from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
@@ -54,45 +54,28 @@ def is_untrained_peer(backend: Backend) -> bool:
     return is_peer(backend) and backend.info.meta.get("stage") == "init"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ToolError(f"--sizes {text!r}: expected HxW, e.g. 352x480") from None
-    if height < 1 or width < 1:
-        raise ToolError(f"--sizes {text!r}: expected positive sizes")
-    return height, width
-
-
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark road-segmentation models side by side.", add_help=add_help,
                                 prog="deploy/benchmark.py")
     p.add_argument("--model", type=Path, nargs="+", required=True,
                    help=".onnx or .engine files; the first row is the baseline of the ratios (give the peer first)")
-    p.add_argument("--sizes", nargs="+", default=None, metavar="HxW",
+    p.add_argument("--sizes", nargs="+", type=image_size, default=None, metavar="HxW",
                    help="input sizes to time (default: each model's metadata input size)")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
     p.add_argument("--data-path", type=Path, default=None)
     p.add_argument("--split", default="val")
-    p.add_argument("--eval-images", type=int, default=None, help="first N images of the split (default: all)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads per model (0 = the runtime's default)")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--runs", type=int, default=30, help="timed runs per round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--eval-images", type=positive_int, default=None, help="first N images of the split (default: all)")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads per model (0 = the runtime's default)")
+    p.add_argument("--warmup", type=non_negative_int, default=5)
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per round")
+    p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--out", type=Path, default=None, help="write benchmark.md/.json/.png here")
     p.add_argument("--json", type=Path, default=None)
     return p
 
 
 def check_args(args) -> None:
-    for name in ("runs", "rounds"):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name} {getattr(args, name)}: expected >= 1")
-    for name in ("warmup", "threads"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name} {getattr(args, name)}: expected >= 0")
-    if args.eval_images is not None and args.eval_images < 1:
-        raise ToolError(f"--eval-images {args.eval_images}: expected >= 1")
     if args.dataset and args.dataset != "synthetic" and args.data_path is None:
         raise ToolError(f"--dataset {args.dataset} needs --data-path")
     for path in args.model:
@@ -188,7 +171,11 @@ def save_plot(path: Path, rows: list[dict]) -> None:
     """Road IoU against latency, one panel per input size; peers drawn apart, the Pareto front joined."""
     import io
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the run-time install has no matplotlib: the table and JSON are the result
+        print(f"note: {path} not drawn (pip install 'roadseg[plots]' for the picture)", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -231,7 +218,7 @@ def save_plot(path: Path, rows: list[dict]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_args(args)
-    sizes = [parse_size(s) for s in args.sizes] if args.sizes else None
+    sizes = list(dict.fromkeys(args.sizes)) if args.sizes else None
     backends = [open_backend(path, args.threads) for path in args.model]
     run_benchmark(args, sizes, backends)
     return 0

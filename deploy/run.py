@@ -34,7 +34,7 @@ from roadseg.deploy.overlay import MODES
 from roadseg.deploy.pipeline import Pipeline, PipelineOptions
 from roadseg.deploy.sinks import open_sink
 from roadseg.deploy.sources import SourceError, open_source
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, run, unit_interval
 from roadseg.models.core.dataset_layouts import detect_layout, find_samples, read_road_mask
 from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
@@ -52,20 +52,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--serve", metavar="HOST:PORT", help="MJPEG live view + stats page, e.g. 127.0.0.1:8080")
     view = p.add_argument_group("overlay")
     view.add_argument("--mode", choices=MODES, default="blend", help="blend, mask only, or side by side")
-    view.add_argument("--alpha", type=float, default=0.5, help="overlay opacity for blend/side")
+    view.add_argument("--alpha", type=unit_interval, default=0.5, help="overlay opacity for blend/side")
     view.add_argument("--no-status", action="store_true", help="no FPS/IoU status line on the frames")
     runtime = p.add_argument_group("run time")
-    runtime.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0 = its default)")
+    runtime.add_argument("--threads", type=non_negative_int, default=0,
+                         help="onnxruntime CPU threads (0 = its default)")
     runtime.add_argument("--providers", nargs="+", default=None,
                          help="onnxruntime execution providers, best first (default: TensorRT, CUDA, CPU "
                               "where available)")
     runtime.add_argument("--frame-policy", choices=("auto", "every", "newest"), default="auto",
                          help="every: process every frame; newest: drop frames when behind (auto: newest for "
                               "live sources, every for files and folders)")
-    runtime.add_argument("--queue-size", type=int, default=4)
-    runtime.add_argument("--warmup", type=int, default=10, help="frames left out of the timing summary")
-    runtime.add_argument("--max-frames", type=int, default=None)
-    runtime.add_argument("--retries", type=int, default=5, help="reconnect attempts when a live source drops")
+    runtime.add_argument("--queue-size", type=positive_int, default=4)
+    runtime.add_argument("--warmup", type=non_negative_int, default=10, help="frames left out of the timing summary")
+    runtime.add_argument("--max-frames", type=positive_int, default=None)
+    runtime.add_argument("--retries", type=non_negative_int, default=5,
+                         help="reconnect attempts when a live source drops")
     truth = p.add_argument_group("ground truth (running road IoU)")
     truth.add_argument("--gt", type=Path, default=None,
                        help="dataset folder (Cityscapes or CamVid layout) holding the source's labels: "
@@ -80,16 +82,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ToolError(f"--alpha {args.alpha}: expected 0-1")
-    for name in ("queue_size",):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
-    for name in ("warmup", "threads", "retries"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ToolError(f"--max-frames {args.max_frames}: expected >= 1")
     if not args.model.is_file():
         raise ToolError(f"--model {args.model}: no such file")
 

@@ -27,8 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from roadseg.deploy.benchmark import PEER_NAMES, parse_size, run_benchmark
-from roadseg.models.core.cli import ToolError, run
+from roadseg.deploy.benchmark import PEER_NAMES, run_benchmark
+from roadseg.models.core.cli import ToolError, image_size, run
 from roadseg.models.core.fileio import atomic_write, atomic_write_json
 
 # name -> train/fit.py model flags
@@ -55,7 +55,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Speed of architecture variants and peers, FP32 and INT8.",
                                 add_help=add_help, prog="export/arch_sweep.py")
     p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=tuple(VARIANTS))
-    p.add_argument("--sizes", nargs="+", default=["352x480", "512x1024"], metavar="HxW")
+    p.add_argument("--sizes", nargs="+", type=image_size, default=[(352, 480), (512, 1024)], metavar="HxW")
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--warmup", type=int, default=2)
@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> int:
     from roadseg.export.parity import default_data_path
     from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
 
-    sizes = list(dict.fromkeys(parse_size(s) for s in args.sizes))
+    sizes = list(dict.fromkeys(args.sizes))
     variants = list(dict.fromkeys(args.variants))
     trained = {}
     if args.trained:

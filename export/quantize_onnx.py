@@ -32,11 +32,12 @@ import onnx
 
 from roadseg.deploy.latency import cpu_model, interleaved_onnx_latency, onnx_session
 from roadseg.export.onnx_export import INPUT_NAME
+from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from roadseg.models.checkpoint import file_sha256
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
-from roadseg.models.core.model_metadata import read_onnx_info, write_onnx_info
+from roadseg.models.core.model_metadata import write_onnx_info
 from roadseg.models.core.road_labels import DATASETS
 
 TARGETS = {"onnxruntime": ("int8-ort-ptq", "model_int8_ort"), "tensorrt": ("int8-trt-ptq", "model_int8_trt")}
@@ -54,9 +55,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                       help="default: the dataset the model was trained on (its metadata)")
     data.add_argument("--data-path", type=Path, default=None)
     data.add_argument("--calib-split", default="train")
-    data.add_argument("--calib-images", type=int, default=64)
+    data.add_argument("--calib-images", type=positive_int, default=64)
     data.add_argument("--split", default="val", help="split of the parity gate and the IoU report")
-    data.add_argument("--parity-images", type=int, default=16)
+    data.add_argument("--parity-images", type=positive_int, default=16)
     q = p.add_argument_group("quantization")
     q.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
                    help="activation range calibration (tensorrt target: minmax = ModelOpt's max)")
@@ -64,23 +65,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="onnxruntime target: 7-bit weights (auto: on for x86 CPUs without VNNI)")
     gate = p.add_argument_group("parity gate (against the FP32 file)")
     gate.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels whose class agrees")
-    gate.add_argument("--max-iou-delta", type=float, default=0.3, help="road IoU points")
+    gate.add_argument("--max-iou-delta", type=non_negative_float, default=0.3, help="road IoU points")
     speed = p.add_argument_group("latency (onnxruntime CPU, model only)")
-    speed.add_argument("--threads", type=int, default=0, help="0 = onnxruntime's default")
-    speed.add_argument("--warmup", type=int, default=3)
-    speed.add_argument("--runs", type=int, default=20)
-    speed.add_argument("--rounds", type=int, default=3, help="interleaved FP32/INT8 rounds")
+    speed.add_argument("--threads", type=non_negative_int, default=0, help="0 = onnxruntime's default")
+    speed.add_argument("--warmup", type=non_negative_int, default=3)
+    speed.add_argument("--runs", type=positive_int, default=20)
+    speed.add_argument("--rounds", type=positive_int, default=3, help="interleaved FP32/INT8 rounds")
     p.add_argument("--json", type=Path, default=None)
     return p
 
 
 def check_args(args) -> None:
-    for name in ("calib_images", "parity_images", "runs", "rounds"):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
-    for name in ("threads", "warmup"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
     if not args.model.is_file():
         raise ToolError(f"--model {args.model}: no such file")
 

@@ -29,7 +29,7 @@ from roadseg.deploy.latency import onnx_session
 from roadseg.export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from roadseg.models.checkpoint import file_sha256, load_model
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.model_metadata import from_checkpoint
 from roadseg.models.core.road_labels import DATASETS
@@ -49,9 +49,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                       help="default: the dataset the model was trained on (its metadata)")
     gate.add_argument("--data-path", type=Path, default=None)
     gate.add_argument("--split", default="val")
-    gate.add_argument("--parity-images", type=int, default=16)
+    gate.add_argument("--parity-images", type=positive_int, default=16)
     gate.add_argument("--min-agreement", type=float, default=99.9, help="percent of pixels whose class agrees")
-    gate.add_argument("--max-iou-delta", type=float, default=0.1, help="road IoU points")
+    gate.add_argument("--max-iou-delta", type=non_negative_float, default=0.1, help="road IoU points")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     return p
 
@@ -59,12 +59,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     if args.opset < 17:
         raise ToolError(f"--opset {args.opset}: expected >= 17")
-    if args.parity_images < 1:
-        raise ToolError(f"--parity-images {args.parity_images}: expected >= 1")
     if not 0 <= args.min_agreement <= 100:
         raise ToolError(f"--min-agreement {args.min_agreement}: expected a percentage 0-100")
-    if args.max_iou_delta < 0:
-        raise ToolError(f"--max-iou-delta {args.max_iou_delta}: expected >= 0")
 
 
 def torch_logits(model: torch.nn.Module):

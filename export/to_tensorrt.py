@@ -49,6 +49,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from roadseg.export.onnx_info import read_onnx_info
 from roadseg.models.core.cli import ToolError, run
 from roadseg.models.core.engine_manifest import (  # the reading side: models/core
     MANIFEST_FIELDS,  # noqa: F401 (re-exported)
@@ -59,7 +60,7 @@ from roadseg.models.core.engine_manifest import (  # the reading side: models/co
     read_manifest,
 )
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
-from roadseg.models.core.model_metadata import ModelInfo, read_onnx_info
+from roadseg.models.core.model_metadata import ModelInfo
 from roadseg.models.core.tensorrt_glue import (
     INPUT_NAME,
     Gpu,

@@ -12,10 +12,11 @@ import pytest
 from roadseg.deploy.latency import onnx_session
 from roadseg.deploy.preprocess import logits_to_classes, preprocess
 from roadseg.export import to_onnx
+from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, require_parity
 from roadseg.export.quantize_onnx import choose_reduce_range
 from roadseg.models.checkpoint import load_checkpoint
-from roadseg.models.core.model_metadata import ModelInfo, from_checkpoint, read_onnx_info
+from roadseg.models.core.model_metadata import ModelInfo, from_checkpoint
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
 
 SIZE = (32, 64)

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, name2label
 
-from roadseg.models.core.road_labels import IGNORE, prediction_lut, road_lut
+from roadseg.models.core.road_labels import CITYSCAPES_LABELS, IGNORE, prediction_lut, road_lut
 from roadseg.models.core.road_metrics import confusion_matrix, road_metrics
+
+
+def test_our_cityscapes_table_is_the_official_one():
+    from cityscapesscripts.helpers.labels import labels
+
+    assert tuple((label.name, label.id, label.ignoreInEval) for label in labels) == CITYSCAPES_LABELS
 
 
 def test_cityscapes_lut_follows_official_table():

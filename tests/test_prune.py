@@ -11,12 +11,12 @@ import sys
 import pytest
 import torch
 
-from roadseg.compress.fine_tuning import make_distill_loss
 from roadseg.compress.prune import all_widths, prune_once, prune_to_target
 from roadseg.models.checkpoint import load_model
 from roadseg.models.complexity import count_params_and_macs
 from roadseg.models.core.cli import ToolError
 from roadseg.models.unet import UNet
+from roadseg.train.distillation import make_distill_loss
 from tests.conftest import REPO_ROOT, assert_one_line_error, run_script
 
 SIZE = (64, 96)

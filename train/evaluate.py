@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from roadseg.models.checkpoint import load_model
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, positive_int, run
 from roadseg.models.core.dataset_layouts import DatasetError, read_label_ids
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
@@ -146,7 +146,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         help="split name or expression, e.g. train+val:drive=0006R0 (a held-out drive)")
     parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="model input size (default: the checkpoint's meta input_size)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--per-image", action="store_true", help="also report metrics per image")
@@ -157,8 +157,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise ToolError(f"--batch-size {args.batch_size}: expected >= 1")
     if args.pred_dir is not None:
         dataset = build_dataset(args.dataset, args.data_path, args.split)
         cm, per_image_cms = evaluate_prediction_folder(dataset, args.pred_dir, args.pred_labels)

@@ -38,22 +38,32 @@ from torch.utils.data import DataLoader, Subset
 from roadseg.models.architectures import add_model_arguments, model_from_args
 from roadseg.models.checkpoint import (
     CheckpointError,
+    file_sha256,
     load_checkpoint,
+    load_model,
     make_checkpoint,
     save_checkpoint,
 )
 from roadseg.models.complexity import count_params_and_macs
-from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from roadseg.models.core.road_labels import DATASETS, ROAD
 from roadseg.models.core.road_metrics import format_table, road_metrics
 from roadseg.models.quantization import is_quantized
 from roadseg.train import distributed
+from roadseg.train.distillation import make_distill_loss
 from roadseg.train.engine import StepContext, make_scheduler, train_one_epoch
 from roadseg.train.evaluate import evaluate, select_device
-from roadseg.train.paired_transforms import EvalTransform, train_transform
-from roadseg.train.road_datasets import DEFAULT_SYNTHETIC_PATH, build_dataset, collate_keep_sizes, ensure_synthetic
+from roadseg.train.paired_transforms import AUGMENTATIONS, EvalTransform, train_transform
+from roadseg.train.road_datasets import (
+    DEFAULT_SYNTHETIC_PATH,
+    add_split_arguments,
+    build_dataset,
+    collate_keep_sizes,
+    ensure_synthetic,
+    resolve_splits,
+)
 from roadseg.train.sampling import EpochBatchSampler, KeyedAugmentation
 
 # Tests set this to make the trainer SIGKILL itself right after the given optimiser step.
@@ -67,25 +77,29 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data.add_argument("--dataset", choices=DATASETS, default="synthetic")
     data.add_argument("--data-path", type=Path, default=None,
                       help="dataset folder (default for synthetic: data/synthetic, generated if missing)")
-    data.add_argument("--train-split", default="train",
-                      help="split name or expression, e.g. train+val:drive!=0006R0 (see train.dataset_layouts)")
-    data.add_argument("--val-split", default="val", help="split name or expression, e.g. train+val:drive=0006R0")
-    data.add_argument("--holdout-drive", default=None, metavar="DRIVE",
-                      help="validate on every train+val frame of this drive and train on the other drives' "
-                           "train frames (CamVid: 0006R0); sets --train-split/--val-split, so best.pt is chosen "
-                           "on a road the model has not seen and val stays an unseen in-sequence set")
+    add_split_arguments(data)
     data.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512],
                       help="training crop and evaluation input size (multiples of 2**depth)")
     data.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], metavar=("MIN", "MAX"),
                       help="random scale relative to --img-size")
-    data.add_argument("--workers", type=int, default=2)
-    add_model_arguments(p.add_argument_group("model"))
+    data.add_argument("--workers", type=non_negative_int, default=2)
+    data.add_argument("--augment", choices=AUGMENTATIONS, default="basic",
+                      help="basic: scale, crop, flip, colour; strong: also blur, grey, noise, haze, stronger colour")
+    model = p.add_argument_group("model")
+    add_model_arguments(model)
+    model.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                       help="start from this checkpoint's architecture and weights (e.g. pretrained on synthetic "
+                            "scenes); the model flags are then ignored")
+    model.add_argument("--teacher", type=Path, default=None, metavar="CKPT",
+                       help="distil from this trained model: CE on labels + --distill-weight x KL to its logits")
+    model.add_argument("--distill-weight", type=non_negative_float, default=1.0)
+    model.add_argument("--distill-temperature", type=positive_float, default=2.0)
     optim = p.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=10)
-    optim.add_argument("--iters", type=int, default=None, help="stop after this many iterations instead")
-    optim.add_argument("--batch-size", type=int, default=8, help="per process")
+    optim.add_argument("--epochs", type=positive_int, default=10)
+    optim.add_argument("--iters", type=positive_int, default=None, help="stop after this many iterations instead")
+    optim.add_argument("--batch-size", type=positive_int, default=8, help="per process")
     optim.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    optim.add_argument("--lr", type=float, default=2e-3)
+    optim.add_argument("--lr", type=positive_float, default=2e-3)
     optim.add_argument("--weight-decay", type=float, default=1e-4)
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD only")
     optim.add_argument("--schedule", choices=("poly", "cosine"), default="poly")
@@ -94,33 +108,23 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     run_group = p.add_argument_group("run")
     run_group.add_argument("--out", type=Path, required=True, help="output folder")
     run_group.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    run_group.add_argument("--save-every", type=int, default=0, help="also write last.pt every N iterations")
-    run_group.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (and at the end)")
+    run_group.add_argument("--save-every", type=non_negative_int, default=0,
+                           help="also write last.pt every N iterations")
+    run_group.add_argument("--eval-every", type=positive_int, default=1,
+                           help="validate every N epochs (and at the end)")
     run_group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run_group.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
                            help="mixed precision on CUDA (auto: bf16 where supported, else fp16); CPU is fp32")
     run_group.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (CUDA)")
-    run_group.add_argument("--seed", type=int, default=0)
+    run_group.add_argument("--seed", type=non_negative_int, default=0)
     run_group.add_argument("--json", type=Path, default=None, help="also write the final report here")
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.holdout_drive is not None:
-        args.train_split = f"train:drive!={args.holdout_drive}"
-        args.val_split = f"train+val:drive={args.holdout_drive}"
-    for name in ("epochs", "batch_size", "base_width", "eval_every"):
-        if getattr(args, name) < 1:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 1")
-    if args.iters is not None and args.iters < 1:
-        raise ToolError(f"--iters {args.iters}: expected >= 1")
+    resolve_splits(args)
     if not 0 < args.scale_range[0] <= args.scale_range[1]:
         raise ToolError(f"--scale-range {args.scale_range}: expected 0 < MIN <= MAX")
-    if args.lr <= 0:
-        raise ToolError(f"--lr {args.lr}: expected > 0")
-    for name in ("workers", "seed", "save_every"):
-        if getattr(args, name) < 0:
-            raise ToolError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
 
 
 def amp_dtype_for(device: torch.device, amp: str) -> torch.dtype | None:
@@ -219,7 +223,7 @@ class Trainer:
             distributed.barrier()
         train_base = build_dataset(args.dataset, args.data_path, args.train_split)
         self.val_set = build_dataset(args.dataset, args.data_path, args.val_split, EvalTransform(size))
-        augment = train_transform(size, scale_range=tuple(args.scale_range))
+        augment = train_transform(size, scale_range=tuple(args.scale_range), augment=args.augment)
         self.train_set = KeyedAugmentation(train_base, augment, args.seed)
         self.sampler = EpochBatchSampler(len(train_base), args.batch_size, self.world.size, self.world.rank,
                                          seed=args.seed)
@@ -426,8 +430,18 @@ def run_training(args: argparse.Namespace, model: torch.nn.Module | None = None,
 
 
 def main(args: argparse.Namespace) -> int:
+    model = loss_fn = None
+    meta = {}
+    if args.init_from is not None:
+        model, parent = load_model(args.init_from)
+        meta = {"parent_sha256": file_sha256(args.init_from), "init_from": str(args.init_from),
+                "init_from_recipe": parent["meta"].get("recipe")}
+    if args.teacher is not None:
+        teacher, _ = load_model(args.teacher)
+        loss_fn = make_distill_loss(teacher, "kl", args.distill_weight, args.distill_temperature)
+        meta["teacher_sha256"] = file_sha256(args.teacher)
     try:
-        run_training(args)
+        run_training(args, model, loss_fn, meta)
     finally:
         distributed.cleanup()
     return 0

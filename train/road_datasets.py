@@ -81,6 +81,24 @@ def build_dataset(dataset: str, data_path: str | Path | None, split: str, transf
     return RoadDataset(dataset, find_samples(dataset, data_path, split), transform)
 
 
+def add_split_arguments(group) -> None:
+    """--train-split/--val-split/--holdout-drive, shared by every stage that trains (fit, prune, qat)."""
+    group.add_argument("--train-split", default="train",
+                       help="split name or expression, e.g. train:drive!=0006R0 (see models/core/dataset_layouts.py)")
+    group.add_argument("--val-split", default="val", help="split name or expression, e.g. train+val:drive=0006R0")
+    group.add_argument("--holdout-drive", default=None, metavar="DRIVE",
+                       help="validate on every train+val frame of this drive and train on the other drives' train "
+                            "frames (CamVid: 0006R0), so that best.pt is chosen on a road the model has not seen "
+                            "and val stays an unseen in-sequence set; overrides --train-split/--val-split")
+
+
+def resolve_splits(args) -> None:
+    """Turn --holdout-drive into the two split expressions it stands for (in place)."""
+    if getattr(args, "holdout_drive", None):
+        args.train_split = f"train:drive!={args.holdout_drive}"
+        args.val_split = f"train+val:drive={args.holdout_drive}"
+
+
 def collate_keep_sizes(batch):
     """Stack when every mask has one size (the usual case), else fall back to lists."""
     images = torch.stack([image for image, _ in batch])

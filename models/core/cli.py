@@ -38,3 +38,37 @@ def run(main: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+# argparse types: a bad value is refused while parsing, in one line naming the flag and the range.
+def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], int | float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value != value or not test(value):  # NaN fails every range
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = expected  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
+non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+unit_interval = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+open_fraction = _number(float, lambda v: 0 < v < 1, "a number strictly between 0 and 1")
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. 352x480) -> (H, W), both >= 1."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive integers, e.g. 352x480, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive integers, e.g. 352x480, got {text!r}")
+    return height, width

@@ -130,20 +130,6 @@ def _json_safe(value):
     return str(value)
 
 
-def read_onnx_info(path, where: str | None = None) -> ModelInfo:
-    """ModelInfo of an .onnx file, read with the onnx package without loading the weights."""
-    import onnx
-    from google.protobuf.message import DecodeError  # onnx's own dependency
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except OSError as err:
-        raise MetadataError(f"{path}: cannot read ({err.strerror or err})") from None
-    except DecodeError:
-        raise MetadataError(f"{path}: not an ONNX file (protobuf could not parse it)") from None
-    return ModelInfo.from_props({p.key: p.value for p in proto.metadata_props}, where or str(path))
-
-
 def write_onnx_info(proto, info: ModelInfo) -> None:
     """Replace any roadseg metadata in an onnx ModelProto with ``info`` (in place)."""
     kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(PREFIX)]

@@ -2,8 +2,9 @@
 
 Binary output everywhere: 1 = road, 0 = not road, 255 = ignore (never counted).
 - Cityscapes (and our synthetic set, written with official ids): road = label id 7; every id
-  whose label has ``ignoreInEval`` in the official table is ignored. The table comes from
-  ``cityscapesscripts.helpers.labels``, never re-typed.
+  whose label has ``ignoreInEval`` in the official table is ignored. The table below is the
+  (name, id, ignoreInEval) columns of ``cityscapesscripts.helpers.labels``, kept here so that the
+  run-time install needs no cityscapesscripts; a test asserts that it equals the official one.
 - CamVid (11-class SegNet version): road = 3; 11 (Unlabelled) = ignore.
 
     from roadseg.models.core.road_labels import road_lut
@@ -22,10 +23,23 @@ CAMVID_IGNORE = 11
 CAMVID_NUM_CLASSES = 11
 
 
-def cityscapes_road_id() -> int:
-    from cityscapesscripts.helpers.labels import name2label
+# (name, id, ignoreInEval) of every label of cityscapesscripts.helpers.labels, in its order.
+CITYSCAPES_LABELS = (
+    ("unlabeled", 0, True), ("ego vehicle", 1, True), ("rectification border", 2, True), ("out of roi", 3, True),
+    ("static", 4, True), ("dynamic", 5, True), ("ground", 6, True), ("road", 7, False), ("sidewalk", 8, False),
+    ("parking", 9, True), ("rail track", 10, True), ("building", 11, False), ("wall", 12, False),
+    ("fence", 13, False), ("guard rail", 14, True), ("bridge", 15, True), ("tunnel", 16, True),
+    ("pole", 17, False), ("polegroup", 18, True), ("traffic light", 19, False), ("traffic sign", 20, False),
+    ("vegetation", 21, False), ("terrain", 22, False), ("sky", 23, False), ("person", 24, False),
+    ("rider", 25, False), ("car", 26, False), ("truck", 27, False), ("bus", 28, False), ("caravan", 29, True),
+    ("trailer", 30, True), ("train", 31, False), ("motorcycle", 32, False), ("bicycle", 33, False),
+    ("license plate", -1, True),
+)
+CITYSCAPES_ID = {name: label_id for name, label_id, _ in CITYSCAPES_LABELS}
 
-    return name2label["road"].id
+
+def cityscapes_road_id() -> int:
+    return CITYSCAPES_ID["road"]
 
 
 def road_label(dataset: str) -> int:
@@ -43,12 +57,10 @@ def road_lut(dataset: str) -> np.ndarray:
         lut[:CAMVID_NUM_CLASSES] = NOT_ROAD
         lut[CAMVID_ROAD] = ROAD
         return lut
-    from cityscapesscripts.helpers.labels import labels
-
     road_id = cityscapes_road_id()
-    for label in labels:
-        if 0 <= label.id < 256:
-            lut[label.id] = IGNORE if label.ignoreInEval else (ROAD if label.id == road_id else NOT_ROAD)
+    for _, label_id, ignored in CITYSCAPES_LABELS:
+        if 0 <= label_id < 256:
+            lut[label_id] = IGNORE if ignored else (ROAD if label_id == road_id else NOT_ROAD)
     return lut
 
 
