@@ -23,6 +23,7 @@ def write_fit_run(folder, model, road_iou: float, seconds: float = 600.0):
     return folder
 
 
+@pytest.mark.slow
 def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
     from roadseg.models.mobile_unet import MobileUNet
 
@@ -47,6 +48,7 @@ def test_sweep_table_joins_trained_runs_by_architecture(tmp_path):
     assert "| 91.00 | 30 | 10.0 |" in markdown[3] and markdown[4].endswith("| - | - | - |")
 
 
+@pytest.mark.slow
 def test_sweep_rejects_runs_it_cannot_place(tmp_path):
     from roadseg.compress.prune import prune_once
     from roadseg.models.mobile_unet import MobileUNet

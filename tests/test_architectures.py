@@ -94,6 +94,7 @@ def test_peers_return_logits_and_rebuild(name):
     assert build_model(model.arch()).arch() == model.arch() == {"name": name, "in_channels": 3, "num_classes": 2}
 
 
+@pytest.mark.slow
 def test_arch_flags(tmp_path):
     result = run_script("models/init_checkpoint.py", "--out", tmp_path, "--arch", "mobile_unet", "--width-mult",
                         "0.5", "--head-stride", "4", "--img-size", "64", "96")

@@ -31,6 +31,7 @@ def two_models(synthetic_root, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_onnx_backend_agrees_with_its_checkpoint_and_refuses_a_checkpoint(two_models):
     import numpy as np
     import torch
@@ -48,6 +49,7 @@ def test_onnx_backend_agrees_with_its_checkpoint_and_refuses_a_checkpoint(two_mo
         open_backend(two_models / "small" / "init.pt")
 
 
+@pytest.mark.slow
 def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
     small, wide = two_models / "small" / "model_fp32.onnx", two_models / "wide" / "model_fp32.onnx"
     result = run_script("deploy/benchmark.py", "--model", small, wide, "--sizes", "32x64", "64x64",
@@ -94,6 +96,7 @@ def test_pareto_front_and_row_names():
     assert row_names([Path("a/x/m.onnx"), Path("b/x/m.onnx")]) == ["a/x/m.onnx", "b/x/m.onnx"]
 
 
+@pytest.mark.slow
 def test_benchmark_errors(two_models, tmp_path):
     small = two_models / "small" / "model_fp32.onnx"
     assert_one_line_error(run_script("deploy/benchmark.py", "--model", small, "--sizes", "30x64"),
@@ -116,6 +119,7 @@ def test_deploy_install_pulls_no_torch():
     assert not names & {"torch", "torchvision", "torch-pruning", "nvidia-modelopt", "onnx", "onnxslim"}
 
 
+@pytest.mark.slow
 def test_benchmark_times_torchvision_peers_in_the_same_run(two_models, synthetic_root, tmp_path):
     from roadseg.deploy.benchmark import PEER_NAMES
     from roadseg.models.peers import PEERS

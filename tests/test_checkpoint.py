@@ -117,6 +117,7 @@ def test_atomic_write_replaces_content(tmp_path):
     assert os.listdir(path.parent) == ["file.bin"]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_checkpoint_in_one_line(tmp_path):
     bad = tmp_path / "bad.pt"
     with open(bad, "wb") as file:

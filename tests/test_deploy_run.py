@@ -63,6 +63,7 @@ def count_frames(path) -> int:
     return frames
 
 
+@pytest.mark.slow
 def test_every_frame_of_a_video_is_written_and_summarised(tiny_onnx, short_video, tmp_path):
     out = tmp_path / "overlay.mp4"
     result = run_script("deploy/run.py", "--model", tiny_onnx, "--source", short_video, "--output", out,
@@ -81,6 +82,7 @@ def test_every_frame_of_a_video_is_written_and_summarised(tiny_onnx, short_video
     assert summary["road"] is None and summary["source"]["kind"] == "file"
 
 
+@pytest.mark.slow
 def test_running_iou_from_ground_truth_equals_direct_scoring(tiny_onnx, synthetic_root, tmp_path):
     folder = synthetic_root / "leftImg8bit" / "val" / "synth"
     result = run_script("deploy/run.py", "--model", tiny_onnx, "--source", folder, "--gt", synthetic_root,
@@ -95,6 +97,7 @@ def test_running_iou_from_ground_truth_equals_direct_scoring(tiny_onnx, syntheti
     assert "road IoU" in result.stdout
 
 
+@pytest.mark.slow
 def test_sources_and_outputs_that_fail_say_so_in_one_line(tiny_onnx, tmp_path):
     assert_one_line_error(run_script("deploy/run.py", "--model", tiny_onnx, "--source", tmp_path / "none.mp4"),
                           "none.mp4", "no such file")
@@ -203,6 +206,7 @@ def test_live_capture_reconnects_with_back_off_then_stops():
     assert waits == [0.5, 1.0] + [0.5, 1.0, 2.0]  # recovered on the 2nd try; then gave up after 3
 
 
+@pytest.mark.slow
 def test_model_without_metadata_needs_explicit_preprocessing(tiny_onnx, short_video, tmp_path):
     import onnx
 

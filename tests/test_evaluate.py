@@ -63,6 +63,7 @@ def test_road_iou_equals_official_evaluator_on_synthetic(synthetic_root, tmp_pat
     assert len(per_image) == len(pred_paths)
 
 
+@pytest.mark.slow
 def test_road_iou_equals_official_evaluator_on_real_cityscapes_frame(tmp_path):
     root = shared_data("cityscapes_sample")
     pred_paths, gt_paths = write_noisy_label_id_predictions(root, "val", tmp_path / "pred", seed=1)
@@ -76,6 +77,7 @@ def test_road_iou_equals_official_evaluator_on_real_cityscapes_frame(tmp_path):
     assert abs(ours - official) < 1e-9
 
 
+@pytest.mark.slow
 def test_checkpoint_and_saved_predictions_agree(synthetic_root, tmp_path):
     """Evaluating a checkpoint and evaluating the masks it saved give the same confusion matrix,
     and the matrix counts exactly the non-ignored label pixels of the split."""
@@ -121,6 +123,7 @@ def test_mixed_size_batches_resize_each_prediction_to_its_own_label():
     assert np.array_equal(mixed, separate) and mixed.sum() == 24 * 40 + 16 * 32
 
 
+@pytest.mark.slow
 def test_prediction_folder_errors_are_one_line(synthetic_root, tmp_path):
     pred_dir = tmp_path / "pred"
     write_noisy_label_id_predictions(synthetic_root, "val", pred_dir, seed=2)
@@ -136,6 +139,7 @@ def test_prediction_folder_errors_are_one_line(synthetic_root, tmp_path):
     assert_one_line_error(result, first.name, "they must match")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [("30", "64")])
 def test_image_size_not_fitting_the_model_is_one_line(synthetic_root, tmp_path, size):
     assert run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "4", "--depth", "3",

@@ -30,6 +30,7 @@ def fp32_export(synthetic_root, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
     path = fp32_export / "model_fp32.onnx"
     ckpt = load_checkpoint(fp32_export / "init.pt")
@@ -47,6 +48,7 @@ def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
     assert report["parity"]["max_abs_logit_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_gate_failure_writes_no_onnx_and_says_why(fp32_export, synthetic_root, tmp_path, monkeypatch, capsys):
     def disagreeing(model_bytes):  # an exported model that computes something else: road where not-road
         session = onnx_session(model_bytes)
@@ -96,6 +98,7 @@ def test_reduce_range_flag_overrides_cpu_detection():
     assert isinstance(choose_reduce_range("auto"), bool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, precision", [("onnxruntime", "int8-ort-ptq"), ("tensorrt", "int8-trt-ptq")])
 def test_post_training_quantization(fp32_export, synthetic_root, target, precision):
     if target == "tensorrt":
@@ -123,6 +126,7 @@ def test_post_training_quantization(fp32_export, synthetic_root, target, precisi
     assert_one_line_error(again, "post-training quantization starts from FP32")
 
 
+@pytest.mark.slow
 def test_model_info_rejects_foreign_onnx(tmp_path):
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["image"], ["logits"])], "g",
                                    [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1])],

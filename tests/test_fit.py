@@ -59,6 +59,7 @@ def test_fit_writes_plain_checkpoints_logs_and_curves(synthetic_root, tmp_path):
                                                  if "running" not in k and "num_batches" not in k)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch_ends_with_identical_weights(synthetic_root, tmp_path):
     common = ("--epochs", 3, "--batch-size", 2, "--save-every", 2)
     straight = run_fit(synthetic_root, tmp_path / "straight", *common)
@@ -83,6 +84,7 @@ def test_resume_after_sigkill_mid_epoch_ends_with_identical_weights(synthetic_ro
     assert [h["val"]["road_iou"] for h in history] == [h["val"]["road_iou"] for h in reference]
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_equals_one_process_with_the_global_batch(synthetic_root, tmp_path):
     # GroupNorm: no per-process batch statistics, so the steps are mathematically identical.
     common = ("--epochs", 3, "--norm", "gn", "--eval-every", 3)
@@ -124,6 +126,7 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_last_good_checkpoint(synt
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_bad_runs_are_one_line_errors(synthetic_root, tmp_path):
     out = tmp_path / "run"
     assert run_fit(synthetic_root, out, "--epochs", 1, "--batch-size", 2).returncode == 0

@@ -116,6 +116,7 @@ def test_target_latency_is_met_as_measured_in_onnxruntime(base16):
     assert count_params_and_macs(model, SIZE)["macs"] < count_params_and_macs(base16, SIZE)["macs"]
 
 
+@pytest.mark.slow
 def test_pruned_model_rebuilds_with_identical_outputs_without_torch_pruning(base16, tmp_path):
     from roadseg.models.checkpoint import make_checkpoint, save_checkpoint
 
@@ -174,6 +175,7 @@ def test_feature_distillation_works_between_pruned_student_and_unpruned_teacher(
     assert not student.outc._forward_hooks  # the capture hook is removed again
 
 
+@pytest.mark.slow
 def test_prune_cli_end_to_end_and_errors(synthetic_root, tmp_path):
     assert run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "16", "--depth", "2",
                       "--img-size", "32", "64").returncode == 0

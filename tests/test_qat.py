@@ -55,6 +55,7 @@ def test_float_checkpoint_has_no_modelopt_state(tmp_path):
     assert "modelopt_state" not in load_checkpoint(tmp_path / "f.pt")
 
 
+@pytest.mark.slow
 def test_qat_cli_then_int8_onnx_export_passes_the_gate(synthetic_root, tmp_path):
     assert run_script("models/init_checkpoint.py", "--out", tmp_path, "--base-width", "8", "--depth", "2",
                       "--img-size", *map(str, SIZE)).returncode == 0

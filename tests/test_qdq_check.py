@@ -314,6 +314,7 @@ def test_int8_weight_initializers():
 
 
 # command line -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_ok_and_one_line_errors(qat_transpose, tmp_path):
     good, bad, text = tmp_path / "good.onnx", tmp_path / "bad.onnx", tmp_path / "notes.onnx"
     onnx.save(qat_transpose, good)
@@ -334,6 +335,7 @@ def test_cli_ok_and_one_line_errors(qat_transpose, tmp_path):
                           "no such file")
 
 
+@pytest.mark.slow
 def test_module_imports_without_torch():
     code = "import export.qdq_check, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)

@@ -62,16 +62,19 @@ def fp32_onnx(tmp_path):
 
 
 # argument checks --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_missing_onnx_is_one_line_error(tmp_path):
     result = run_script("export/to_tensorrt.py", "--model", tmp_path / "absent.onnx", "--precision", "fp16")
     assert_one_line_error(result, "absent.onnx", "no such ONNX file")
 
 
+@pytest.mark.slow
 def test_bad_shape_string_is_one_line_error(fp32_onnx):
     result = run_script("export/to_tensorrt.py", "--model", fp32_onnx, "--precision", "fp16", "--min-shape", "32by64")
     assert_one_line_error(result, "--min-shape", "NxCxHxW or HxW", "32by64")
 
 
+@pytest.mark.slow
 def test_int8_on_fp32_onnx_says_to_quantize_first(fp32_onnx):
     result = run_script("export/to_tensorrt.py", "--model", fp32_onnx, "--precision", "int8")
     assert_one_line_error(result, "model.onnx", "export/quantize_onnx.py --target tensorrt", "QAT")
@@ -369,6 +372,7 @@ def test_build_engine_errors_are_one_line(tmp_path, trt, spec, fragment):
 
 
 # without TensorRT or a GPU ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_module_imports_without_torch_or_tensorrt():
     code = ("import roadseg.export.to_tensorrt, sys; "
             "assert not {'torch', 'tensorrt'} & set(sys.modules), sorted(sys.modules)")
@@ -376,6 +380,7 @@ def test_module_imports_without_torch_or_tensorrt():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_without_tensorrt_the_cli_points_to_onnxruntime(fp32_onnx):
     try:
         import tensorrt  # noqa: F401
