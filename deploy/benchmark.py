@@ -40,6 +40,7 @@ from roadseg.models.core.cli import ToolError, image_size, non_negative_int, pos
 from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
+from roadseg.models.core.zoo import resolve_model
 
 # torchvision peers (models/peers.py; named here so that this module imports without torch)
 PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
@@ -57,8 +58,9 @@ def is_untrained_peer(backend: Backend) -> bool:
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark road-segmentation models side by side.", add_help=add_help,
                                 prog="deploy/benchmark.py")
-    p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help=".onnx or .engine files; the first row is the baseline of the ratios (give the peer first)")
+    p.add_argument("--model", nargs="+", required=True,
+                   help="zoo names, .onnx or .engine files; the first row is the baseline of the ratios "
+                        "(give the peer first)")
     p.add_argument("--sizes", nargs="+", type=image_size, default=None, metavar="HxW",
                    help="input sizes to time (default: each model's metadata input size)")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
@@ -78,6 +80,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     if args.dataset and args.dataset != "synthetic" and args.data_path is None:
         raise ToolError(f"--dataset {args.dataset} needs --data-path")
+    args.model = [resolve_model(model) for model in args.model]
     for path in args.model:
         if not path.is_file():
             raise ToolError(f"--model {path}: no such file")

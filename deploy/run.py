@@ -38,12 +38,14 @@ from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, r
 from roadseg.models.core.dataset_layouts import detect_layout, find_samples, read_road_mask
 from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from roadseg.models.core.zoo import resolve_model
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Road overlay from a camera, video or stream, with FPS and IoU.",
                                 add_help=add_help, prog="deploy/run.py")
-    p.add_argument("--model", type=Path, required=True, help=".onnx (onnxruntime) or .engine (TensorRT)")
+    p.add_argument("--model", required=True,
+                   help="a zoo name (camvid-road, camvid-road-fast), an .onnx (onnxruntime) or .engine (TensorRT)")
     p.add_argument("--source", required=True, metavar="URI",
                    help="video file, image folder, camera index or /dev/videoN, rtsp:// or http:// URL, "
                         "or a GStreamer pipeline")
@@ -82,6 +84,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    args.model = resolve_model(args.model)
     if not args.model.is_file():
         raise ToolError(f"--model {args.model}: no such file")
 

@@ -6,7 +6,7 @@
     roadseg train --dataset camvid --data-path ../shared/data/camvid --out runs/camvid/full
 
 A stage's module (and torch with it) is imported only when its subcommand runs, so ``roadseg
---help`` and the torch-free subcommands (``run``, ``bench``, ``predict``) start fast and work in the
+--help`` and the torch-free subcommands (``run``, ``predict``, ``bench``) start fast and work in the
 run-time install (``pip install 'roadseg[deploy]'``).
 """
 
@@ -59,6 +59,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("roadseg.deploy.run", "road overlay on a camera, video or image folder, with FPS and IoU",
                    "roadseg run --model runs/camvid/onnx/model_fp32.onnx --source clip.mp4 "
                    "--output overlay.mp4"),
+    "predict": Command("roadseg.deploy.predict", "road mask PNGs (and overlays) for images, named after them",
+                       "roadseg predict --model camvid-road --source street.jpg --output road.png"),
     "bench": Command("roadseg.deploy.benchmark", "one table of models: size, latency, FPS, road IoU",
                      "roadseg bench --model peer.onnx model_fp32.onnx --dataset camvid "
                      "--data-path ../shared/data/camvid --threads 2 --out runs/bench"),
@@ -77,7 +79,15 @@ def overview() -> str:
 def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     """The stage's own parser, renamed ``roadseg NAME``, showing defaults and an example; and its main."""
     command = COMMANDS[name]
-    module = importlib.import_module(command.module)
+    try:
+        module = importlib.import_module(command.module)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] == "roadseg":
+            raise  # our own module missing is a broken install, not a missing extra
+        extra = "deploy" if err.name.split(".")[0] in ("onnxruntime", "cv2") else "train"
+        print(f"roadseg {name}: error: needs the Python package {err.name!r}, which is not installed "
+              f"(pip install 'roadseg[{extra}]')", file=sys.stderr)
+        sys.exit(2)
     parser = module.get_args_parser()
     parser.prog = f"roadseg {name}"
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter

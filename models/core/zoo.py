@@ -1,0 +1,94 @@
+"""The model zoo: ready-to-run road models shipped in the repository (``models/zoo/``), by name.
+
+``models/zoo/manifest.json`` lists each model: its FP32 ONNX file (with roadseg metadata) and its
+plain-data checkpoint (for fine-tuning), their sha256, the data it was trained on, its input size
+and its measured figures; ``models/zoo/MODEL_CARD.md`` says how each was made. A name resolves to
+its file only when the file's hash matches the manifest, so a damaged or swapped file is refused
+in one line. Names with a recipe but no trained files (``cityscapes-*``) say so.
+
+    from roadseg.models.core.zoo import resolve_model
+    path = resolve_model("camvid-road")          # Path to models/zoo/camvid-road.onnx, hash checked
+    path = resolve_model("runs/x/model.onnx")    # a path is returned as it is
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from roadseg.models.core.cli import ToolError
+
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # models/zoo, installed as roadseg/models/zoo
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "roadseg-zoo/1"
+KINDS = ("onnx", "checkpoint")
+
+
+class ZooError(ToolError):
+    """A zoo name that cannot be used; the message names the model, the file and what is wrong."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(zoo_dir: Path = ZOO_DIR) -> dict:
+    path = zoo_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ZooError(f"{path}: no zoo manifest (the model zoo is not installed)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ZooError(f"{path}: not a readable zoo manifest ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("models"), dict):
+        raise ZooError(f"{path}: expected a JSON object with format {MANIFEST_FORMAT!r} and a 'models' object")
+    return manifest
+
+
+def zoo_names(zoo_dir: Path = ZOO_DIR) -> list[str]:
+    try:
+        return sorted(read_manifest(zoo_dir)["models"])
+    except ZooError:
+        return []
+
+
+def looks_like_a_name(text: str) -> bool:
+    """A zoo name has no folder part and no file suffix (``camvid-road``), unlike a path."""
+    return os.sep not in text and "/" not in text and not Path(text).suffix
+
+
+def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path = ZOO_DIR) -> Path:
+    """``text`` as a path when it is one; otherwise the zoo model of that name, its hash checked."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = Path(text)
+    if path.exists() or not looks_like_a_name(str(text)):
+        return path
+    try:
+        manifest = read_manifest(zoo_dir)
+    except ZooError as err:
+        raise ZooError(f"--model {text}: no such file, nor a zoo model ({err})") from None
+    entry = manifest["models"].get(str(text))
+    if entry is None:
+        raise ZooError(f"--model {text}: no such file, nor a zoo model (zoo: {', '.join(sorted(manifest['models']))})")
+    if kind not in entry.get("files", {}):
+        recipe = entry.get("recipe")
+        hint = f"; it is made by: {recipe}" if recipe else ""
+        raise ZooError(f"--model {text}: a zoo name without a trained {kind} file yet ({entry.get('status', '')})"
+                       + hint)
+    record = entry["files"][kind]
+    file = zoo_dir / record["file"]
+    if not file.is_file():
+        raise ZooError(f"--model {text}: its file {file} is missing")
+    actual = sha256_of(file)
+    if actual != record["sha256"]:
+        raise ZooError(f"--model {text}: {file} has sha256 {actual[:16]}..., the manifest says "
+                       f"{record['sha256'][:16]}...; the file is damaged or was replaced")
+    return file

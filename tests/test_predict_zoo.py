@@ -1,0 +1,100 @@
+"""Zoo names resolve to hash-checked files; predict writes one mask per image, named after it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.zoo import MANIFEST_FORMAT, ZooError, resolve_model, sha256_of
+from tests.conftest import assert_one_line_error, exported_onnx, run_script
+
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(synthetic_root, tmp_path_factory):
+    return exported_onnx(tmp_path_factory.mktemp("tiny"), synthetic_root, SIZE)
+
+
+def make_zoo(folder, onnx_path):
+    folder.mkdir(exist_ok=True)
+    shutil.copy(onnx_path, folder / "road-tiny.onnx")
+    manifest = {"format": MANIFEST_FORMAT, "models": {
+        "road-tiny": {"files": {"onnx": {"file": "road-tiny.onnx", "sha256": sha256_of(folder / "road-tiny.onnx")}}},
+        "cityscapes-road": {"status": "recipe only, not trained yet", "recipe": "torchrun ... roadseg train",
+                            "files": {}},
+    }}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.slow
+def test_zoo_names_resolve_only_with_matching_hash(tiny_onnx, tmp_path):
+    zoo = make_zoo(tmp_path / "zoo", tiny_onnx)
+    assert resolve_model("road-tiny", zoo_dir=zoo) == zoo / "road-tiny.onnx"
+    assert resolve_model(str(tiny_onnx), zoo_dir=zoo) == tiny_onnx  # a path stays a path
+    with pytest.raises(ZooError, match="not a zoo model|nor a zoo model"):
+        resolve_model("road-huge", zoo_dir=zoo)
+    with pytest.raises(ZooError, match="recipe"):
+        resolve_model("cityscapes-road", zoo_dir=zoo)
+    with pytest.raises(ZooError, match="checkpoint"):
+        resolve_model("road-tiny", kind="checkpoint", zoo_dir=zoo)
+    with open(zoo / "road-tiny.onnx", "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(ZooError, match="damaged or was replaced"):
+        resolve_model("road-tiny", zoo_dir=zoo)
+    (zoo / "manifest.json").write_text("{not json")
+    with pytest.raises(ToolError, match="not a readable zoo manifest"):
+        resolve_model("road-tiny", zoo_dir=zoo)
+
+
+def write_images(folder, count, shape=(50, 70, 3)):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"frame_{i}.{'png' if i % 2 else 'jpg'}"), rng.integers(0, 255, shape, np.uint8))
+
+
+@pytest.mark.slow
+def test_predict_writes_one_mask_per_image_named_after_it(tiny_onnx, tmp_path):
+    write_images(tmp_path / "in", 3)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    result = run_script("deploy/predict.py", "--model", tiny_onnx, "--source", tmp_path / "in", "--output",
+                        tmp_path / "out", "--overlay")
+    assert result.returncode == 0, result.stderr[-1500:]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted([f"frame_{i}.png" for i in range(3)] + [f"frame_{i}_overlay.png" for i in range(3)])
+    for i in range(3):
+        mask = cv2.imread(str(tmp_path / "out" / f"frame_{i}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (50, 70) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+        overlay = cv2.imread(str(tmp_path / "out" / f"frame_{i}_overlay.png"), cv2.IMREAD_UNCHANGED)
+        assert overlay.shape == (50, 70, 3)
+    # one image to one file, 0/1 values, and the mask is the model's argmax at the image's size
+    single = tmp_path / "in" / "frame_1.png"
+    result = run_script("deploy/predict.py", "--model", tiny_onnx, "--source", single, "--output",
+                        tmp_path / "road.png", "--mask-values", "0-1")
+    assert result.returncode == 0, result.stderr[-1500:]
+    mask01 = cv2.imread(str(tmp_path / "road.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(mask01 * 255, cv2.imread(str(tmp_path / "out" / "frame_1.png"), cv2.IMREAD_UNCHANGED))
+    # an existing result is kept unless --overwrite
+    before = (tmp_path / "road.png").read_bytes()
+    refused = run_script("deploy/predict.py", "--model", tiny_onnx, "--source", single, "--output",
+                         tmp_path / "road.png")
+    assert_one_line_error(refused, "already exist", "--overwrite")
+    assert (tmp_path / "road.png").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_predict_bad_inputs_are_one_line(tiny_onnx, tmp_path):
+    write_images(tmp_path / "in", 2)
+    assert_one_line_error(run_script("deploy/predict.py", "--model", tiny_onnx, "--source", tmp_path / "in",
+                                     "--output", tmp_path / "one.png"), "single file takes a single")
+    assert_one_line_error(run_script("deploy/predict.py", "--model", "no-such-model", "--source", tmp_path / "in",
+                                     "--output", tmp_path / "o"), "no-such-model")
+    assert_one_line_error(run_script("deploy/predict.py", "--model", tiny_onnx, "--source", tmp_path / "nothing",
+                                     "--output", tmp_path / "o"), "no such file or folder")
