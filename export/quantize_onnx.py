@@ -36,7 +36,7 @@ from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from roadseg.models.checkpoint import file_sha256
 from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_int, run
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite, require_output_folder
 from roadseg.models.core.model_metadata import write_onnx_info
 from roadseg.models.core.road_labels import DATASETS
 
@@ -50,6 +50,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--target", choices=tuple(TARGETS), required=True,
                    help="onnxruntime: CPU-friendly QDQ (uint8 activations); tensorrt: ModelOpt Q/DQ for TensorRT")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing INT8 file (kept as it is if the new one fails its gate)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=DATASETS, default=None,
                       help="default: the dataset the model was trained on (its metadata)")
@@ -78,6 +80,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def check_args(args) -> None:
     if not args.model.is_file():
         raise ToolError(f"--model {args.model}: no such file")
+    require_output_folder(args.out or args.model.parent)
 
 
 def cpu_has_vnni() -> bool:
@@ -153,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
     precision, stem = TARGETS[args.target]
     args.dataset = args.dataset or info.meta.get("dataset") or "synthetic"
     out = args.out or args.model.parent
+    refuse_to_overwrite(out / f"{stem}.onnx", args.overwrite)
     calib = [batch for batch, _ in load_parity_images(args.dataset, args.data_path, args.calib_split,
                                                       args.calib_images, info)]
     reduce_range = choose_reduce_range(args.reduce_range) if args.target == "onnxruntime" else False
@@ -186,8 +190,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         require_parity(parity, args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.model}")
     except ParityError:
-        (out / f"{stem}.onnx").unlink(missing_ok=True)  # no earlier file may pass for this one
-        atomic_write_json(report_path, report)
+        atomic_write_json(out / f"{stem}_failed_report.json", report)  # an earlier good file stays
         raise
     onnx_path = atomic_write_bytes(out / f"{stem}.onnx", data)
     latency = interleaved_onnx_latency({"fp32": fp32_bytes, "int8": data}, info.input_size, rounds=args.rounds,

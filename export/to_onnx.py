@@ -30,7 +30,7 @@ from roadseg.export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from roadseg.models.checkpoint import file_sha256, load_model
 from roadseg.models.core.cli import ToolError, non_negative_float, positive_int, run
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite, require_output_folder
 from roadseg.models.core.model_metadata import from_checkpoint
 from roadseg.models.core.road_labels import DATASETS
 
@@ -42,6 +42,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 prog="export/to_onnx.py")
     p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (stage train, pruned or qat)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export (kept as it is if the new one fails its gate)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     gate = p.add_argument_group("parity gate")
@@ -61,6 +63,7 @@ def check_args(args) -> None:
         raise ToolError(f"--opset {args.opset}: expected >= 17")
     if not 0 <= args.min_agreement <= 100:
         raise ToolError(f"--min-agreement {args.min_agreement}: expected a percentage 0-100")
+    require_output_folder(args.out)
 
 
 def torch_logits(model: torch.nn.Module):
@@ -84,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
     if "input_size" not in ckpt["meta"]:
         raise ToolError(f"{args.ckpt}: meta has no input_size (was it written by this toolchain?)")
     stem = STEMS[precision]
+    refuse_to_overwrite(args.out / f"{stem}.onnx", args.overwrite)
     args.dataset = args.dataset or ckpt["meta"].get("dataset") or "synthetic"
     proto = build_onnx(model, info, args.opset, simplified=not args.no_simplify)
     if precision.startswith("int8"):
@@ -102,8 +106,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         require_parity(report["parity"], args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.ckpt}")
     except ParityError:
-        (args.out / f"{stem}.onnx").unlink(missing_ok=True)  # no earlier file may pass for this one
-        atomic_write_json(report_path, report)  # the figures say why; no .onnx is shipped
+        # the figures say why; an earlier good export and its report stay as they were
+        atomic_write_json(args.out / f"{stem}_failed_report.json", report)
         raise
     onnx_path = atomic_write_bytes(args.out / f"{stem}.onnx", data)
     report["onnx"] = str(onnx_path)

@@ -16,6 +16,7 @@ from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, require_parity
 from roadseg.export.quantize_onnx import choose_reduce_range
 from roadseg.models.checkpoint import load_checkpoint
+from roadseg.models.core.cli import ToolError
 from roadseg.models.core.model_metadata import ModelInfo, from_checkpoint
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
 
@@ -49,19 +50,27 @@ def test_fp32_onnx_has_metadata_dynamic_axes_and_passed_the_gate(fp32_export):
 
 
 @pytest.mark.slow
-def test_gate_failure_writes_no_onnx_and_says_why(fp32_export, synthetic_root, tmp_path, monkeypatch, capsys):
+def test_gate_failure_keeps_the_last_good_export_and_says_why(fp32_export, synthetic_root, tmp_path, monkeypatch):
     def disagreeing(model_bytes):  # an exported model that computes something else: road where not-road
         session = onnx_session(model_bytes)
         return lambda batch: session.run(None, {"image": batch})[0][:, ::-1]
 
+    argv = ["--ckpt", str(fp32_export / "init.pt"), "--dataset", "synthetic", "--data-path", str(synthetic_root),
+            "--out", str(tmp_path), "--parity-images", "2"]
+    assert to_onnx.main(to_onnx.get_args_parser().parse_args(argv)) == 0
+    good, good_report = (tmp_path / "model_fp32.onnx").read_bytes(), (tmp_path / "model_fp32_report.json").read_bytes()
+    with pytest.raises(ToolError, match="already exists; pass --overwrite"):  # before any work
+        to_onnx.main(to_onnx.get_args_parser().parse_args(argv))
     monkeypatch.setattr(to_onnx, "onnx_logits", disagreeing)
-    args = to_onnx.get_args_parser().parse_args([
-        "--ckpt", str(fp32_export / "init.pt"), "--dataset", "synthetic", "--data-path", str(synthetic_root),
-        "--out", str(tmp_path), "--parity-images", "2"])
     with pytest.raises(ParityError, match="parity gate failed .* class agreement"):
-        to_onnx.main(args)
-    assert not (tmp_path / "model_fp32.onnx").exists()
-    assert json.loads((tmp_path / "model_fp32_report.json").read_text())["parity"]["passed"] is False
+        to_onnx.main(to_onnx.get_args_parser().parse_args([*argv, "--overwrite"]))
+    assert (tmp_path / "model_fp32.onnx").read_bytes() == good
+    assert (tmp_path / "model_fp32_report.json").read_bytes() == good_report
+    assert json.loads((tmp_path / "model_fp32_failed_report.json").read_text())["parity"]["passed"] is False
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ToolError, match="is a file, not a folder"):
+        to_onnx.main(to_onnx.get_args_parser().parse_args([*argv[:-3], str(tmp_path / "a_file" / "sub"),
+                                                           "--parity-images", "2"]))
 
 
 def test_compare_and_thresholds():

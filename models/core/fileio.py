@@ -3,6 +3,10 @@
 A reader never sees a half-written file: data goes to a temporary file in the same folder,
 is flushed to disk, and is renamed over the target in one step. If anything fails before the
 rename, the old file (if any) is left untouched and the temporary file is removed.
+
+Files get the permissions a plain ``open()`` would give (0666 less the umask), not mkstemp's 0600.
+Temporary files are named ``.<name>.<pid>.<random><suffix>``; one left behind by a process that was
+killed mid-write is removed by the next write of the same file (never one of a live process).
 """
 
 from __future__ import annotations
@@ -16,11 +20,50 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def current_umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove ``.<name>.<pid>.*`` files next to ``path`` left by processes that no longer run."""
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f".{path.name}.*"):
+        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _temporary(path: Path, suffix: str) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, name
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _temporary(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
@@ -54,8 +97,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     suffix, because some writers (OpenCV's VideoWriter) pick the format from it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = _temporary(path, path.suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -67,6 +109,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def require_output_folder(folder: Path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file (or lies under one)."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise _tool_error(f"{flag} {folder}: {parent} is a file, not a folder")
+            return
+
+
+def refuse_to_overwrite(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    """An existing result is replaced only when asked; say so before any work is done."""
+    if path.exists() and not overwrite:
+        raise _tool_error(f"{path}: already exists; pass {flag} to replace it (it is kept if the new one fails)")
+
+
+def _tool_error(message: str) -> Exception:
+    from roadseg.models.core.cli import ToolError
+
+    return ToolError(message)
 
 
 def _fsync_dir(directory: Path) -> None:
