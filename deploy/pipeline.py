@@ -36,6 +36,15 @@ STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 _END = object()
 
 
+class StopRequested(KeyboardInterrupt):
+    """A stop signal (SIGTERM from docker/systemd, SIGHUP): ends the run as Ctrl-C does, with the video
+    finalised and the summary written, and the signal named as the stop reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class PipelineOptions:
     mode: str = "blend"
@@ -113,10 +122,13 @@ class Pipeline:
         try:
             while not self.stop.is_set():
                 if self.options.max_frames is not None and index >= self.options.max_frames:
+                    self.stop_reason = f"--max-frames {self.options.max_frames} reached"
                     break
                 started = time.perf_counter()
                 image = self.source.read()
                 if image is None:
+                    if self.stop.is_set():  # a stop asked for while the source was stalled is not a loss
+                        break
                     if self.source.live:
                         self.stop_reason = f"source lost (no frame after {getattr(self.source, 'retries', 0)} retries)"
                     break
@@ -239,8 +251,8 @@ class Pipeline:
         try:
             self.infer_loop()
             workers[1].join()
-        except KeyboardInterrupt:
-            self.stop_reason = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as stop:
+            self.stop_reason = getattr(stop, "reason", "interrupted (Ctrl-C)")
             self.stop.set()
         finally:
             self.stop.set()

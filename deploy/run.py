@@ -26,12 +26,14 @@ when --gt is given.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 
 from roadseg.deploy.backends import OnnxRuntimeBackend, open_backend
 from roadseg.deploy.overlay import MODES
-from roadseg.deploy.pipeline import Pipeline, PipelineOptions
+from roadseg.deploy.pipeline import Pipeline, PipelineOptions, StopRequested
 from roadseg.deploy.sinks import open_sink
 from roadseg.deploy.sources import SourceError, open_source
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, run, unit_interval
@@ -89,6 +91,9 @@ def check_args(args) -> None:
         raise ToolError(f"--model {args.model}: no such file")
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 def load_backend(args):
     if args.input_size:  # explicit preprocessing for a model exported by another tool
         if args.model.suffix != ".onnx":
@@ -144,6 +149,20 @@ def print_summary(summary: dict) -> None:
               f"recall {100 * r['recall']:.2f}  over {r['frames']} labelled frames")
 
 
+@contextlib.contextmanager
+def stop_signals_end_the_run():
+    """SIGTERM (docker stop, systemctl stop) and SIGHUP end the run like Ctrl-C: playable video, summary."""
+    def stop(signum, _frame):
+        raise StopRequested(f"stopped by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     backend = load_backend(args)
@@ -163,7 +182,8 @@ def main(args: argparse.Namespace) -> int:
         options = PipelineOptions(mode=args.mode, alpha=args.alpha, warmup=args.warmup, queue_size=args.queue_size,
                                   drop_frames=policy, status=not args.no_status, max_frames=args.max_frames)
         pipeline = Pipeline(source, backend, sinks, options, ground_truth, view.publish if view else None)
-        summary = pipeline.run()
+        with stop_signals_end_the_run():
+            summary = pipeline.run()
     except BaseException:
         source.close()
         raise

@@ -241,3 +241,35 @@ def test_a_failed_run_leaves_no_half_written_video(tmp_path):
     done = VideoFileSink(tmp_path / "ok.mp4", fps=10)
     Pipeline(FakeSource(4), FakeBackend(), [done], PipelineOptions(warmup=0, drop_frames=False)).run()
     assert [p.name for p in tmp_path.iterdir()] == ["ok.mp4"] and count_frames(tmp_path / "ok.mp4") == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_stop_signals_end_with_a_playable_video_and_the_summary(tiny_onnx, tmp_path, signame):
+    """What docker stop / systemctl stop send: the run ends as Ctrl-C does, not mid-write."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3000):  # far more than the run gets through before the signal
+        cv2.imwrite(str(frames / f"f{i:05d}.png"), rng.integers(0, 255, (24, 32, 3), np.uint8))
+    out = tmp_path / "overlay.mp4"
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "deploy" / "run.py"), "--model", str(tiny_onnx),
+                                "--source", str(frames), "--output", str(out), "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / ".overlay.partial.mp4"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(getattr(signal, signame))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-1500:]
+    summary = json.loads((tmp_path / "overlay.summary.json").read_text())
+    assert summary["stopped"] == f"stopped by {signame}" and 0 < summary["frames"] < 3000
+    assert count_frames(out) == summary["frames"] and not partial.exists()
