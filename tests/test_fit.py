@@ -25,7 +25,7 @@ def fit_args(synthetic_root, out, *extra) -> list[str]:
 
 
 def run_fit(synthetic_root, out, *extra, env=None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, str(REPO_ROOT / "train/fit.py"), *fit_args(synthetic_root, out, *extra)],
                           cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=300)
 
@@ -90,7 +90,7 @@ def test_two_process_torchrun_equals_one_process_with_the_global_batch(synthetic
     common = ("--epochs", 3, "--norm", "gn", "--eval-every", 3)
     single = run_fit(synthetic_root, tmp_path / "single", *common, "--batch-size", 4)
     assert single.returncode == 0, single.stderr
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(REPO_ROOT / "train/fit.py"),
                           *fit_args(synthetic_root, tmp_path / "ddp", *common, "--batch-size", 2)],

@@ -64,6 +64,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx: StepContex
     """
     model.train()
     loss_total, batches, images_seen, start = 0.0, 0, 0, time.perf_counter()
+    valid_total = 0.0
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if ctx.progress and ctx.world.is_main else True,
                leave=False, dynamic_ncols=True)
     step = first_step
@@ -99,11 +100,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, ctx: StepContex
         images_seen += images.shape[0] * ctx.world.size
         # the global mean CE (what one process with the global batch reports) + this rank's extra term
         loss_total += float(stats[2] / stats[0].clamp(min=1.0)) + float(extra_value)
+        valid_total += float(stats[0])
         rate = images_seen / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix(loss=f"{loss_total / batches:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                         img_s=f"{rate:.1f}")
         if on_step is not None:
             on_step(step)
+    if batches and valid_total == 0:
+        raise ToolError(f"epoch {epoch}: no labelled pixel in {images_seen} training images (every label pixel is "
+                        "ignore); check the dataset's labels and --dataset")
     seconds = time.perf_counter() - start
     return {"loss": loss_total / max(batches, 1), "batches": batches, "images": images_seen,
             "seconds": seconds, "img_per_s": images_seen / max(seconds, 1e-9),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import signal
@@ -46,7 +45,7 @@ from roadseg.models.checkpoint import (
 )
 from roadseg.models.complexity import count_params_and_macs
 from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_float, positive_int, run
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, json_text
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from roadseg.models.core.road_labels import DATASETS, ROAD
 from roadseg.models.core.road_metrics import format_table, road_metrics
@@ -65,6 +64,9 @@ from roadseg.train.road_datasets import (
     resolve_splits,
 )
 from roadseg.train.sampling import EpochBatchSampler, KeyedAugmentation
+
+# Flags a resumed run may change: where and how it runs, not what it computes.
+RESUME_MAY_CHANGE = {"resume", "out", "workers", "device", "save_every", "json", "data_path"}
 
 # Tests set this to make the trainer SIGKILL itself right after the given optimiser step.
 KILL_AFTER_STEP_ENV = "ROADSEG_FAULT_KILL_AFTER_STEP"
@@ -283,6 +285,14 @@ class Trainer:
                           if ckpt["arch"].get(k) != self.model.arch().get(k))
             raise CheckpointError(f"{path}: was trained with a different architecture (differs in {', '.join(diff)}); "
                                   "resume with the same model flags or choose another --out")
+        recorded = ckpt["meta"].get("recipe") or {}
+        now = plain_args(self.args)
+        changed = sorted(k for k in recorded.keys() & now.keys()
+                         if k not in RESUME_MAY_CHANGE and recorded[k] != now[k])
+        if changed:
+            diffs = ", ".join(f"--{k.replace('_', '-')} {recorded[k]} -> {now[k]}" for k in changed)
+            raise CheckpointError(f"{path}: was started with other settings ({diffs}); resume with the same flags, "
+                                  "or start a new run in another --out")
         state = ckpt["train_state"]
         if (state["iters_per_epoch"], state["total_iters"]) != (self.iters_per_epoch, self.total_iters):
             raise CheckpointError(
@@ -314,6 +324,9 @@ class Trainer:
                             num_workers=self.args.workers, collate_fn=collate_keep_sizes,
                             pin_memory=self.device.type == "cuda")
         cm, _ = evaluate(self.model, loader, self.device, amp_dtype=self.amp_dtype)
+        if cm.sum() == 0:
+            raise ToolError(f"--val-split {self.args.val_split}: no labelled pixel in its {len(self.val_set)} images "
+                            "(every label pixel is ignore); road IoU cannot be measured")
         return road_metrics(cm)
 
     def on_step(self, step: int) -> None:
@@ -368,7 +381,7 @@ class Trainer:
 
     def write_logs(self) -> None:
         # metrics.jsonl is rewritten from the history held in last.pt, so the two never disagree
-        text = "".join(json.dumps(h) + "\n" for h in self.history)
+        text = "".join(json_text(h, indent=None) + "\n" for h in self.history)
         atomic_write_bytes(self.args.out / "metrics.jsonl", text.encode())
         save_curves(self.args.out / "curves.png", self.history)
 
@@ -396,7 +409,8 @@ class Trainer:
                   "train_seconds_this_session": elapsed, "complexity": self.complexity,
                   "final_val": final, "best_val": best["val"] if best else None,
                   "best_epoch": best["epoch"] if best else None,
-                  "best_ckpt": str(self.args.out / "best.pt"), "recipe": plain_args(self.args)}
+                  "best_ckpt": str(self.args.out / "best.pt") if (self.args.out / "best.pt").exists() else None,
+                  "recipe": plain_args(self.args)}
         if self.world.is_main:
             atomic_write_json(self.args.out / "train_report.json", report)
             if self.args.json:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from roadseg.models.core.cli import ToolError
-from roadseg.models.core.road_labels import road_lut
+from roadseg.models.core.road_labels import defined_lut, describe_defined, road_lut
 
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -140,6 +140,12 @@ def read_road_mask(path: Path, dataset: str, expected_hw: tuple[int, int] | None
             f"{path}: label is {label.shape[0]}x{label.shape[1]} but its image is "
             f"{expected_hw[0]}x{expected_hw[1]} (HxW); they must match"
         )
+    undefined = ~defined_lut(dataset)[label]
+    if undefined.any():
+        values = np.unique(label[undefined])
+        shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+        raise DatasetError(f"{path}: label values {shown} are not {dataset} classes (expected "
+                           f"{describe_defined(dataset)}); is --dataset right?")
     return road_lut(dataset)[label]
 
 

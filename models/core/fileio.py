@@ -12,6 +12,7 @@ killed mid-write is removed by the next write of the same file (never one of a l
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -82,9 +83,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write(path, lambda file: file.write(data))
 
 
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers, and a file with a bare NaN is not JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, (json_text(obj) + "\n").encode("utf-8"))
 
 
 @contextmanager

@@ -64,6 +64,21 @@ def road_lut(dataset: str) -> np.ndarray:
     return lut
 
 
+def defined_lut(dataset: str) -> np.ndarray:
+    """A 256-entry bool table: which raw label values the dataset defines (CamVid 0-11, Cityscapes its ids)."""
+    _check_dataset(dataset)
+    defined = np.zeros(256, dtype=bool)
+    if dataset == "camvid":
+        defined[:CAMVID_IGNORE + 1] = True
+    else:
+        defined[[label_id for _, label_id, _ in CITYSCAPES_LABELS if 0 <= label_id < 256]] = True
+    return defined
+
+
+def describe_defined(dataset: str) -> str:
+    return "0-11" if dataset == "camvid" else "the Cityscapes label ids 0-33"
+
+
 def prediction_lut(dataset: str, encoding: str) -> np.ndarray:
     """Map a predicted mask PNG to {0, 1}: ``binary`` (1 = road) or ``dataset`` (the dataset's own ids)."""
     if encoding not in ("binary", "dataset"):

@@ -1,0 +1,59 @@
+"""Fault injection: broken data, changed settings and hostile values end in our own one-line error,
+never in a silent result or a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from roadseg.models.core.dataset_layouts import DatasetError, find_samples, read_road_mask
+from roadseg.models.core.fileio import atomic_write_json, json_text
+from roadseg.train.fit import get_args_parser, run_training
+from tests.test_fit import fit_args
+
+
+def relabel(root, tmp_path, value: int):
+    """A copy of the synthetic set whose every label pixel is ``value``."""
+    copy = tmp_path / "relabelled"
+    shutil.copytree(root, copy)
+    for label in copy.glob("gtFine/*/*/*_labelIds.png"):
+        shape = cv2.imread(str(label), cv2.IMREAD_UNCHANGED).shape
+        cv2.imwrite(str(label), np.full(shape, value, np.uint8))
+    return copy
+
+
+def test_all_ignored_labels_stop_training_in_one_line(synthetic_root, tmp_path):
+    root = relabel(synthetic_root, tmp_path, 0)  # 0 = unlabeled: ignored in evaluation
+    args = get_args_parser().parse_args(fit_args(root, tmp_path / "run", "--epochs", 1, "--batch-size", 2))
+    with pytest.raises(Exception, match="no labelled pixel") as err:
+        run_training(args)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_label_values_outside_the_dataset_are_refused(synthetic_root, tmp_path):
+    root = relabel(synthetic_root, tmp_path, 200)
+    sample = find_samples("cityscapes", root, "train")[0]
+    with pytest.raises(DatasetError, match="label values 200 are not cityscapes classes"):
+        read_road_mask(sample.label, "cityscapes")
+
+
+def test_resume_with_changed_settings_is_refused(synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    run_training(get_args_parser().parse_args(fit_args(synthetic_root, out, "--epochs", 1, "--batch-size", 2)))
+    changed = get_args_parser().parse_args(fit_args(synthetic_root, out, "--epochs", 1, "--batch-size", 2,
+                                                    "--dice-weight", 0.5, "--resume"))
+    with pytest.raises(Exception, match=r"other settings \(--dice-weight 0.0 -> 0.5\)"):
+        run_training(changed)
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"metrics.jsonl holds a bare {name}"))
+
+
+def test_json_outputs_have_no_bare_nan(tmp_path):
+    path = atomic_write_json(tmp_path / "r.json", {"iou": float("nan"), "rows": [1.0, float("inf")]})
+    assert json.loads(path.read_text()) == {"iou": None, "rows": [1.0, None]}
+    assert json_text({"x": float("-inf")}, indent=None) == '{"x": null}'
