@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadseg.deploy.latency import onnx_session
+from roadseg.deploy.latency import checked_onnx_session
 from roadseg.models.core.cli import ToolError
 from roadseg.models.core.model_metadata import ModelInfo
 
@@ -64,13 +64,9 @@ class OnnxRuntimeBackend(Backend):
         from onnxruntime.capi import onnxruntime_pybind11_state as state
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ToolError(f"--model {self.path}: no such file")
         self.threads = threads
-        try:
-            self.session = onnx_session(self.path, threads, choose_providers(ort.get_available_providers(), providers))
-        except (state.InvalidProtobuf, state.InvalidGraph, state.Fail, state.NoSuchFile, state.NotImplemented) as err:
-            raise ToolError(f"--model {self.path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
+        providers = choose_providers(ort.get_available_providers(), providers)
+        self.session = checked_onnx_session(self.path, threads=threads, providers=providers)
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = info or ModelInfo.from_props(props, str(self.path))
         self.input_name = self.session.get_inputs()[0].name

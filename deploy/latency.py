@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +44,29 @@ def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, providers: 
     options.inter_op_num_threads = 1
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+
+
+def onnx_load_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's errors for a file it cannot load (they derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.InvalidProtobuf, state.InvalidGraph, state.InvalidArgument, state.Fail, state.NoSuchFile,
+            state.NotImplemented, state.RuntimeException)
+
+
+def checked_onnx_session(path: str | os.PathLike, flag: str = "--model", **kwargs):
+    """``onnx_session`` on a user's file: an empty, foreign or unsupported file is one line naming it."""
+    from roadseg.models.core.cli import ToolError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ToolError(f"{flag} {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ToolError(f"{flag} {path}: is empty (0 bytes); expected an ONNX model")
+    try:
+        return onnx_session(path, **kwargs)
+    except onnx_load_errors() as err:
+        raise ToolError(f"{flag} {path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
 
 
 def onnx_latency(model: str | os.PathLike | bytes, input_size: tuple[int, int], threads: int = 0,

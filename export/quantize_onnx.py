@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from roadseg.deploy.latency import cpu_model, interleaved_onnx_latency, onnx_session
+from roadseg.deploy.latency import checked_onnx_session, cpu_model, interleaved_onnx_latency, onnx_session
 from roadseg.export.onnx_export import INPUT_NAME
 from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
@@ -150,6 +150,7 @@ def quantize_for_tensorrt(fp32_path: Path, batches: list[np.ndarray], method: st
 
 def main(args: argparse.Namespace) -> int:
     check_args(args)
+    checked_onnx_session(args.model)  # a file onnxruntime cannot run (custom op, damage) is one line, now
     info = read_onnx_info(args.model)
     if info.precision != "fp32":
         raise ToolError(f"--model {args.model}: is {info.precision}; post-training quantization starts from FP32")

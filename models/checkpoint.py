@@ -32,6 +32,7 @@ from torch import nn
 
 from roadseg.models.core.cli import ToolError
 from roadseg.models.core.fileio import atomic_write_bytes
+from roadseg.models.core.model_metadata import MetadataError, check_arch
 from roadseg.models.mobile_unet import MobileUNet
 from roadseg.models.peers import PEERS
 from roadseg.models.quantization import is_quantized, modelopt_state, restore_quantized
@@ -155,22 +156,40 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def build_model(arch: dict) -> nn.Module:
+# A checkpoint's arch is data from a file: it is built first without memory (on the meta device) and
+# refused when it is malformed or larger than any road model (the full U-Net has 31M parameters).
+MAX_PARAMETERS = 200_000_000
+
+
+def build_model(arch: dict, where: str = "checkpoint") -> nn.Module:
     """Rebuild an (untrained) network from a checkpoint's ``arch`` alone."""
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"{where}: arch must be a dict, got {type(arch).__name__}")
     arch = dict(arch)
     name = arch.pop("name", None)
-    if name not in ARCHITECTURES:
-        raise CheckpointError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise CheckpointError(f"{where}: unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
     try:
-        return ARCHITECTURES[name](**arch)
-    except TypeError as err:
-        raise CheckpointError(f"architecture {name!r} cannot be built from {sorted(arch)}: {err}") from None
+        check_arch(arch, where)  # sizes that would make even the shape-only build loop for ever
+    except MetadataError as err:
+        raise CheckpointError(str(err)) from None
+    try:
+        with torch.device("meta"):
+            shape_only = ARCHITECTURES[name](**arch)
+    except Exception as err:  # any malformed value from the file: negative depth, widths of the wrong type, ...
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{where}: architecture {name!r} cannot be built from its arch: {message}") from None
+    params = sum(p.numel() for p in shape_only.parameters())
+    if params > MAX_PARAMETERS:
+        raise CheckpointError(f"{where}: arch describes {params:,} parameters, over the {MAX_PARAMETERS:,} limit "
+                              "of any road model here; the file is damaged or not ours")
+    return ARCHITECTURES[name](**arch)
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model of a checkpoint and load its weights; returns (model in eval mode, checkpoint)."""
     ckpt = load_checkpoint(path, map_location)
-    model = build_model(ckpt["arch"])
+    model = build_model(ckpt["arch"], str(path))
     if "modelopt_state" in ckpt:  # a QAT checkpoint: re-insert the fake quantizers first
         model = restore_quantized(model, ckpt["modelopt_state"])
     try:

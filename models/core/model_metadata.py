@@ -37,6 +37,47 @@ class MetadataError(ToolError):
     """An artifact without usable roadseg metadata; the message says what is missing."""
 
 
+# What a sane model's metadata holds; anything outside is refused before it sizes an allocation.
+MAX_INPUT_SIDE = 8192
+MIN_INPUT_SIDE = 8
+MAX_DEPTH = 8
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) != float("inf")
+
+
+def check_meta(meta, where: str) -> None:
+    """input_size: two integers in [8, 8192]; mean/std: three finite numbers, std > 0."""
+    if not isinstance(meta, dict):
+        raise MetadataError(f"{where}: roadseg meta must be a JSON object, got {type(meta).__name__}")
+    size = meta.get("input_size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+            and all(MIN_INPUT_SIDE <= v <= MAX_INPUT_SIDE for v in size)):
+        raise MetadataError(f"{where}: meta input_size {size!r}: expected [H, W], integers from "
+                            f"{MIN_INPUT_SIDE} to {MAX_INPUT_SIDE}")
+    for key, positive in (("mean", False), ("std", True)):
+        values = meta.get(key)
+        if not (isinstance(values, (list, tuple)) and len(values) == 3 and all(map(_is_number, values))
+                and (not positive or all(v > 0 for v in values))):
+            rule = "three finite numbers > 0" if positive else "three finite numbers"
+            raise MetadataError(f"{where}: meta {key} {values!r}: expected {rule}")
+
+
+def check_arch(arch, where: str) -> None:
+    """The fields that size things at run time: depth (U-Net) and encoder_blocks (MobileUNet)."""
+    if not isinstance(arch, dict):
+        raise MetadataError(f"{where}: roadseg arch must be a JSON object, got {type(arch).__name__}")
+    depth = arch.get("depth", 0)
+    if not (isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= MAX_DEPTH):
+        raise MetadataError(f"{where}: arch depth {depth!r}: expected an integer from 0 to {MAX_DEPTH}")
+    blocks = arch.get("encoder_blocks", [])
+    if not isinstance(blocks, list) or len(blocks) > MAX_DEPTH:
+        raise MetadataError(f"{where}: arch encoder_blocks: expected a list of at most {MAX_DEPTH} levels")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     arch: dict
@@ -101,13 +142,19 @@ class ModelInfo:
         try:
             arch = json.loads(ours["arch"])
             meta = json.loads(ours["meta"])
-            classes = tuple(json.loads(ours.get("classes", json.dumps(CLASSES))))
+            classes = json.loads(ours.get("classes", json.dumps(CLASSES)))
+            classes = tuple(classes) if isinstance(classes, list) else classes
             ignore_index = int(ours.get("ignore_index", IGNORE_INDEX))
-        except (KeyError, ValueError) as err:
+        except (KeyError, ValueError, TypeError, RecursionError) as err:
             raise MetadataError(f"{where}: roadseg metadata is damaged ({err})") from None
         for key in ("input_size", "mean", "std"):
-            if key not in meta:
+            if not isinstance(meta, dict) or key not in meta:
                 raise MetadataError(f"{where}: roadseg metadata lacks meta[{key!r}]")
+        check_meta(meta, where)
+        check_arch(arch, where)
+        if not (isinstance(classes, tuple) and len(classes) == len(CLASSES)
+                and all(isinstance(c, str) for c in classes)):
+            raise MetadataError(f"{where}: roadseg classes {list(classes)!r}: expected {len(CLASSES)} class names")
         known = {"format", "arch", "meta", "precision", "source", "classes", "ignore_index"}
         extra = {key: value for key, value in ours.items() if key not in known}
         return cls(arch=arch, meta=meta, precision=ours.get("precision", "fp32"), source=ours.get("source", ""),
