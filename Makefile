@@ -19,51 +19,88 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[train,dev,trt-ptq]'
+	$(PY) -m pip install --quiet -e '.[train,dev,trt-ptq,openvino]'
 	touch $(STAMP)
 
-# The demo starts from a clean $(DEMO_RUN) each time (it holds nothing but demo output).
+# The demo's settings; tests/test_demo_chain.py runs the same chain with tiny ones.
+DEMO_SIZE ?= 128 256
+DEMO_HW = $(word 1,$(DEMO_SIZE))x$(word 2,$(DEMO_SIZE))
+DEMO_SYNTH ?= --num 160 --num-val 40 --size 256 512
+DEMO_TRAIN ?= --epochs 10 --eval-every 5 --warmup-iters 20
+DEMO_PRUNE ?= --final-epochs 3
+DEMO_QAT ?= --epochs 1 --calib-images 32
+DEMO_BENCH ?= --runs 20
+DEMO_DRIVE_SYNTH ?= --num 90 --size 256 512
+ZOO_MANIFEST := models/zoo/manifest.json
+# Runs one stage, recording its status, seconds and one-line reason in $(DEMO_RUN)/stages.json; it
+# goes on when a stage fails, and skips (not runs) a stage whose --needs file an earlier one did not write.
+STAGE = $(PY) -m roadseg.models.core.demo_stages record $(DEMO_RUN)
+ONNX = $(DEMO_RUN)/onnx
+
+# The demo starts from a clean $(DEMO_RUN) each time (it holds nothing but demo output) and ends in
+# one report, $(DEMO_RUN)/report.html (and report.md). It exits 1 when a stage failed (after the report).
 demo: $(STAMP)
 	@start=$$(date +%s); \
 	set -e; \
-	test -d $(DEMO_DATA)/leftImg8bit || $(VENV)/bin/roadseg synth --out $(DEMO_DATA) --num 160 --num-val 40 --size 256 512 --seed 0; \
 	rm -rf $(DEMO_RUN); \
+	test -d $(DEMO_DATA)/leftImg8bit || $(STAGE) synth -- $(RS) synth --out $(DEMO_DATA) $(DEMO_SYNTH) --seed 0; \
 	echo "== train a small U-Net (base width 8) on the synthetic set"; \
-	$(RS) train --dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/full \
-		--base-width 8 --img-size 128 256 --epochs 10 --batch-size 8 --lr 3e-3 --warmup-iters 20 --eval-every 5; \
+	$(STAGE) train -- $(RS) train --dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/full \
+		--base-width 8 --img-size $(DEMO_SIZE) --batch-size 8 --lr 3e-3 $(DEMO_TRAIN); \
 	echo "== evaluate the best checkpoint on the synthetic val split"; \
-	$(RS) eval --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
-		--split val --json $(DEMO_RUN)/full/val_report.json; \
+	$(STAGE) eval --needs $(DEMO_RUN)/full/best.pt -- $(RS) eval --ckpt $(DEMO_RUN)/full/best.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --split val --json $(DEMO_RUN)/full/val_report.json; \
 	echo "== prune half the channels (torch-pruning), fine-tune briefly with distillation"; \
-	$(RS) prune --ckpt $(DEMO_RUN)/full/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
-		--out $(DEMO_RUN)/pruned --ratio 0.5 --final-epochs 3 --distill kl --lr 1e-3 --threads 2; \
+	$(STAGE) prune --needs $(DEMO_RUN)/full/best.pt -- $(RS) prune --ckpt $(DEMO_RUN)/full/best.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/pruned --ratio 0.5 --distill kl \
+		--lr 1e-3 --threads 2 $(DEMO_PRUNE); \
 	echo "== INT8 quantization-aware training (ModelOpt), one short epoch"; \
-	$(RS) qat --ckpt $(DEMO_RUN)/pruned/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
-		--out $(DEMO_RUN)/qat --epochs 1 --lr 1e-4 --calib-images 32; \
+	$(STAGE) qat --needs $(DEMO_RUN)/pruned/best.pt -- $(RS) qat --ckpt $(DEMO_RUN)/pruned/best.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/qat --lr 1e-4 $(DEMO_QAT); \
 	echo "== export FP32 and QAT INT8 (Q/DQ) ONNX, each behind the parity gate"; \
-	for ckpt in pruned qat; do \
-		$(RS) export --ckpt $(DEMO_RUN)/$$ckpt/best.pt --dataset synthetic --data-path $(DEMO_DATA) \
-			--out $(DEMO_RUN)/onnx; \
-	done; \
+	$(STAGE) export-fp32 --needs $(DEMO_RUN)/pruned/best.pt -- $(RS) export --ckpt $(DEMO_RUN)/pruned/best.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --out $(ONNX); \
+	$(STAGE) export-qat --needs $(DEMO_RUN)/qat/best.pt -- $(RS) export --ckpt $(DEMO_RUN)/qat/best.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --out $(ONNX); \
 	echo "== post-training INT8 for onnxruntime (the baseline QAT must beat), parity gate against FP32"; \
-	$(RS) quantize --model $(DEMO_RUN)/onnx/model_fp32.onnx --target onnxruntime \
-		--dataset synthetic --data-path $(DEMO_DATA) --threads 2; \
-	echo "== TensorRT engine (GPU machines only)"; \
-	$(RS) engine --model $(DEMO_RUN)/onnx/model_int8_qat.onnx --precision int8 \
-		--out $(DEMO_RUN)/trt || echo "   TensorRT step skipped: see the reason above"; \
+	$(STAGE) quantize --needs $(ONNX)/model_fp32.onnx -- $(RS) quantize --model $(ONNX)/model_fp32.onnx \
+		--target onnxruntime --dataset synthetic --data-path $(DEMO_DATA) --threads 2; \
+	echo "== TensorRT engine (GPU machines only; skipped with its one-line reason elsewhere)"; \
+	$(STAGE) engine --optional --needs $(ONNX)/model_int8_qat.onnx -- $(RS) engine \
+		--model $(ONNX)/model_int8_qat.onnx --precision int8 --out $(DEMO_RUN)/trt; \
 	echo "== benchmark: every ONNX file and the LRASPP peer in one run (onnxruntime CPU, model only), ratios to the peer"; \
-	$(RS) init --arch lraspp_mobilenet_v3_large --img-size 128 256 --out $(DEMO_RUN)/peer; \
-	$(RS) export --ckpt $(DEMO_RUN)/peer/init.pt --dataset synthetic --data-path $(DEMO_DATA) \
-		--out $(DEMO_RUN)/peer --parity-images 2; \
-	$(RS) bench --model $(DEMO_RUN)/peer/model_fp32.onnx $(DEMO_RUN)/onnx/model_fp32.onnx \
-		$(DEMO_RUN)/onnx/model_int8_ort.onnx $(DEMO_RUN)/onnx/model_int8_qat.onnx --sizes 128x256 \
-		--dataset synthetic --data-path $(DEMO_DATA) --threads 2 --runs 20 --out $(DEMO_RUN)/bench; \
+	$(STAGE) peer -- $(RS) init --arch lraspp_mobilenet_v3_large --img-size $(DEMO_SIZE) --out $(DEMO_RUN)/peer; \
+	$(STAGE) export-peer --needs $(DEMO_RUN)/peer/init.pt -- $(RS) export --ckpt $(DEMO_RUN)/peer/init.pt \
+		--dataset synthetic --data-path $(DEMO_DATA) --out $(DEMO_RUN)/peer --parity-images 2; \
+	models=""; for f in model_fp32 model_int8_ort model_int8_qat; do \
+		if test -f $(ONNX)/$$f.onnx; then models="$$models $(ONNX)/$$f.onnx"; fi; done; \
+	$(STAGE) bench --needs $(DEMO_RUN)/peer/model_fp32.onnx -- $(RS) bench --model $(DEMO_RUN)/peer/model_fp32.onnx \
+		$$models --sizes $(DEMO_HW) --dataset synthetic --data-path $(DEMO_DATA) --threads 2 $(DEMO_BENCH) \
+		--out $(DEMO_RUN)/bench; \
+	echo "== the model zoo against the peer, each at the zoo model's own input size (latency only)"; \
+	if test -f $(ZOO_MANIFEST); then \
+		$(PY) -m roadseg.models.core.demo_stages zoo-sizes | while read -r hw names; do \
+			peer=$(DEMO_RUN)/zoo/peer-$$hw; \
+			$(STAGE) zoo-peer-$$hw -- $(RS) init --arch lraspp_mobilenet_v3_large --img-size $${hw%x*} $${hw#*x} \
+				--out $$peer; \
+			$(STAGE) zoo-export-peer-$$hw --needs $$peer/init.pt -- $(RS) export --ckpt $$peer/init.pt \
+				--dataset synthetic --data-path $(DEMO_DATA) --out $$peer --parity-images 2; \
+			$(STAGE) zoo-bench-$$hw --needs $$peer/model_fp32.onnx -- $(RS) bench --model $$peer/model_fp32.onnx \
+				$$names --sizes $$hw --threads 2 $(DEMO_BENCH) --out $(DEMO_RUN)/zoo/bench-$$hw; \
+		done; \
+	else \
+		$(PY) -m roadseg.models.core.demo_stages skip $(DEMO_RUN) zoo-bench \
+			"no $(ZOO_MANIFEST) yet: the zoo ships no models"; \
+	fi; \
 	echo "== road overlay of a synthetic drive: deploy/run.py (onnxruntime, no torch), IoU against its labels"; \
-	test -f $(DEMO_DRIVE)/drive.mp4 || $(VENV)/bin/roadseg synth --drive --out $(DEMO_DRIVE) --num 90 \
-		--size 256 512 --seed 1; \
-	$(RS) run --model $(DEMO_RUN)/onnx/model_fp32.onnx --source $(DEMO_DRIVE)/drive.mp4 \
-		--gt $(DEMO_DRIVE) --output $(DEMO_RUN)/deploy/drive_overlay.mp4 --threads 2; \
-	echo "demo finished in $$(( $$(date +%s) - start )) s; reports under $(DEMO_RUN)/"
+	test -f $(DEMO_DRIVE)/drive.mp4 || $(STAGE) synth-drive -- $(RS) synth --drive --out $(DEMO_DRIVE) \
+		$(DEMO_DRIVE_SYNTH) --seed 1; \
+	$(STAGE) deploy --needs $(ONNX)/model_fp32.onnx $(DEMO_DRIVE)/drive.mp4 -- $(RS) run --model $(ONNX)/model_fp32.onnx \
+		--source $(DEMO_DRIVE)/drive.mp4 --gt $(DEMO_DRIVE) --output $(DEMO_RUN)/deploy/drive_overlay.mp4 --threads 2; \
+	echo "== one report over the run folder"; \
+	$(RS) report $(DEMO_RUN) --frames $(DEMO_DRIVE) --threads 2; \
+	echo "demo finished in $$(( $$(date +%s) - start )) s; report: $(abspath $(DEMO_RUN))/report.html"; \
+	$(PY) -m roadseg.models.core.demo_stages check $(DEMO_RUN)
 
 # Everything (what CI runs), with the 15 slowest tests listed at the end.
 test: $(STAMP)

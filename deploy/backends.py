@@ -38,8 +38,11 @@ class Backend:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    chosen_because = "given"
+
     def describe(self) -> dict:
-        return {"backend": self.kind, "model": str(self.path), "precision": self.info.precision}
+        return {"backend": self.kind, "model": str(self.path), "precision": self.info.precision,
+                "chosen_because": self.chosen_because}
 
 
 def choose_providers(available: list[str], requested: list[str] | None = None) -> list[str]:
@@ -53,6 +56,19 @@ def choose_providers(available: list[str], requested: list[str] | None = None) -
         return list(requested)
     chosen = [p for p in PREFERRED_PROVIDERS if p in available]
     return chosen or ["CPUExecutionProvider"]
+
+
+def check_shapes(path: Path, inputs: list, outputs: list, info: ModelInfo, input_name: str) -> None:
+    """A model exported elsewhere must take (N, 3, H, W) at the given size and give one logit per class
+    (dimensions that are not fixed integers are dynamic)."""
+    fixed = [d if isinstance(d, int) else None for d in inputs]
+    expected = [None, 3, *info.input_size]
+    if len(fixed) != 4 or any(f is not None and f != e for f, e in zip(fixed[1:], expected[1:], strict=True)):
+        raise ToolError(f"--model {path}: input {input_name!r} has shape {inputs}; expected "
+                        f"(N, 3, {info.input_size[0]}, {info.input_size[1]}) (see --input-size)")
+    if len(outputs) != 4 or (isinstance(outputs[1], int) and outputs[1] != len(info.classes)):
+        raise ToolError(f"--model {path}: output shape {outputs}; expected (N, {len(info.classes)}, "
+                        "H, W): one logit per class (not road, road)")
 
 
 class OnnxRuntimeBackend(Backend):
@@ -74,16 +90,8 @@ class OnnxRuntimeBackend(Backend):
         self._runtime_errors = (state.InvalidArgument, state.Fail, state.RuntimeException, state.NotImplemented)
 
     def _check_shapes(self) -> None:
-        """A model exported elsewhere must take (N, 3, H, W) at the given size and give one logit per class."""
-        inputs, outputs = self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape
-        fixed = [d if isinstance(d, int) else None for d in inputs]
-        expected = [None, 3, *self.info.input_size]
-        if len(fixed) != 4 or any(f is not None and f != e for f, e in zip(fixed[1:], expected[1:], strict=True)):
-            raise ToolError(f"--model {self.path}: input {self.input_name!r} has shape {inputs}; expected "
-                            f"(N, 3, {self.info.input_size[0]}, {self.info.input_size[1]}) (see --input-size)")
-        if len(outputs) != 4 or (isinstance(outputs[1], int) and outputs[1] != len(self.info.classes)):
-            raise ToolError(f"--model {self.path}: output shape {outputs}; expected (N, {len(self.info.classes)}, "
-                            "H, W): one logit per class (not road, road)")
+        check_shapes(self.path, self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape, self.info,
+                     self.input_name)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -97,14 +105,60 @@ class OnnxRuntimeBackend(Backend):
                 "threads": self.threads or "onnxruntime default (one per physical core)"}
 
 
-def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None) -> Backend:
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def choose_backend(path: Path, requested: str = "auto") -> tuple[str, str]:
+    """(backend, why) for a model file. The ``auto`` rule, from measurements on CPUs (DESIGN.md):
+    an .engine runs in TensorRT and an .xml in OpenVINO; an .onnx runs in onnxruntime when it has a
+    GPU execution provider (TensorRT/CUDA), else in OpenVINO when installed (it ran our FP32 models
+    1.1-2.3x faster than onnxruntime on a 2-core x86 CPU), else in onnxruntime."""
+    if requested != "auto":
+        return requested, f"--backend {requested}"
+    if path.suffix == ".engine":
+        return "tensorrt", "a TensorRT engine"
+    if path.suffix == ".xml":
+        return "openvino", "an OpenVINO IR"
+    import onnxruntime as ort
+
+    gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
+    if gpu:
+        return "onnxruntime", f"onnxruntime has {gpu[0]}"
+    try:
+        import openvino  # noqa: F401  (only asking whether it is installed)
+    except ImportError:
+        return "onnxruntime", "no GPU provider and OpenVINO is not installed"
+    return "openvino", "a CPU-only machine with OpenVINO installed (faster than onnxruntime on CPUs measured)"
+
+
+def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
+                 backend: str = "auto") -> Backend:
     path = Path(path)
-    if path.suffix == ".onnx":
-        return OnnxRuntimeBackend(path, threads, providers)
+    if backend not in BACKENDS:
+        raise ToolError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     if path.suffix == ".pt":
         raise ToolError(f"--model {path}: a PyTorch checkpoint; export it first (roadseg export --ckpt {path})")
-    if path.suffix == ".engine":
-        from roadseg.deploy.tensorrt_backend import TensorRTBackend  # here: it imports this module
+    if path.suffix not in (".onnx", ".engine", ".xml"):
+        raise ToolError(f"--model {path}: expected an .onnx file, a TensorRT .engine or an OpenVINO .xml")
+    if providers and backend == "auto":
+        backend = "onnxruntime"  # execution providers are onnxruntime's
+    chosen, why = choose_backend(path, backend)
+    if chosen == "openvino":
+        from roadseg.deploy.openvino_backend import OpenVinoBackend  # here: it imports this module
 
-        return TensorRTBackend(path)
-    raise ToolError(f"--model {path}: expected an .onnx file or a TensorRT .engine")
+        opened = OpenVinoBackend(path, threads)
+    elif chosen == "tensorrt":
+        if path.suffix != ".engine":
+            raise ToolError(f"--backend tensorrt: give a .engine (roadseg engine --model {path}), or use "
+                            "--backend onnxruntime, whose TensorRT execution provider runs the .onnx")
+        from roadseg.deploy.tensorrt_backend import TensorRTBackend
+
+        opened = TensorRTBackend(path)
+    else:
+        if path.suffix != ".onnx":
+            raise ToolError(f"--backend onnxruntime: {path} is not an .onnx file")
+        opened = OnnxRuntimeBackend(path, threads, providers)
+    opened.chosen_because = why
+    return opened
+

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from roadseg.deploy.backends import Backend, open_backend
+from roadseg.deploy.backends import BACKENDS, Backend, open_backend
 from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
 from roadseg.deploy.latency import cpu_model, percentiles_ms
 from roadseg.models.core.cli import ToolError, image_size, non_negative_int, positive_int, run
@@ -61,6 +61,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="+", required=True,
                    help="zoo names, .onnx or .engine files; the first row is the baseline of the ratios "
                         "(give the peer first)")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=["auto"],
+                   help="run every model in each of these (auto: see roadseg.deploy.backends.choose_backend)")
     p.add_argument("--sizes", nargs="+", type=image_size, default=None, metavar="HxW",
                    help="input sizes to time (default: each model's metadata input size)")
     p.add_argument("--dataset", choices=DATASETS, default=None, help="score road IoU on this dataset")
@@ -222,7 +224,8 @@ def save_plot(path: Path, rows: list[dict]) -> None:
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     sizes = list(dict.fromkeys(args.sizes)) if args.sizes else None
-    backends = [open_backend(path, args.threads) for path in args.model]
+    # model x backend: every model in every backend asked for, all in the same interleaved rounds
+    backends = [open_backend(path, args.threads, backend=name) for path in args.model for name in args.backends]
     run_benchmark(args, sizes, backends)
     return 0
 
@@ -246,6 +249,8 @@ def run_benchmark(args, sizes, backends: list[Backend]) -> dict:
 
     rows = []
     names = row_names([backend.path for backend in backends])
+    if len({backend.kind for backend in backends}) > 1:  # the same file in several backends
+        names = [f"{name} [{backend.kind}]" for name, backend in zip(names, backends, strict=True)]
     for i, backend in enumerate(backends):
         for size in sizes_of[i]:
             complexity = backend.info.meta.get("complexity") or {}

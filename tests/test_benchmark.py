@@ -38,7 +38,7 @@ def test_onnx_backend_agrees_with_its_checkpoint_and_refuses_a_checkpoint(two_mo
 
     from roadseg.models.checkpoint import load_model
 
-    onnx_backend = open_backend(two_models / "small" / "model_fp32.onnx", threads=1)
+    onnx_backend = open_backend(two_models / "small" / "model_fp32.onnx", threads=1, backend="onnxruntime")
     model, _ = load_model(two_models / "small" / "init.pt")
     batch = np.random.default_rng(0).standard_normal((1, 3, *SIZE), dtype=np.float32)
     with torch.inference_mode():

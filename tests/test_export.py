@@ -146,4 +146,5 @@ def test_model_info_rejects_foreign_onnx(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
     result = run_script("export/quantize_onnx.py", "--model", tmp_path / "junk.onnx", "--target", "onnxruntime")
     assert_one_line_error(result, "junk.onnx")
-    assert ModelInfo.from_props(ModelInfo(arch={}, meta={"input_size": [2, 2], "mean": [0], "std": [1]}).to_props())
+    meta = {"input_size": [32, 32], "mean": [0, 0, 0], "std": [1, 1, 1]}
+    assert ModelInfo.from_props(ModelInfo(arch={}, meta=meta).to_props()).input_size == (32, 32)

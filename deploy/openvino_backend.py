@@ -1,0 +1,118 @@
+"""OpenVINO run time: the same interface as onnxruntime and TensorRT (``roadseg.deploy.backends``).
+
+Reads an .onnx file (our export, whose ``roadseg.*`` metadata OpenVINO keeps in the model's
+``rt_info["framework"]``) or an OpenVINO IR (.xml + .bin, e.g. the INT8 file of ``roadseg quantize
+--target openvino``). Compiled models are cached on disk (``$XDG_CACHE_HOME/roadseg/openvino``, or
+``--cache-dir``), so the second start of a model skips compilation. Threads and the performance hint
+(LATENCY for one stream of frames) are set on the compiled model; the device is ``CPU`` or any
+device name OpenVINO reports (``GPU``, ``NPU``) where present.
+
+openvino is an optional extra (``pip install 'roadseg[openvino]'``): it is imported only when a
+model is opened with this backend, so this module imports on any machine.
+
+    backend = OpenVinoBackend("runs/camvid/onnx/model_fp32.onnx", threads=2)
+    logits = backend.infer(batch)                 # (1, 3, H, W) float32 -> (1, 2, H, W)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from roadseg.deploy.backends import Backend, check_shapes
+from roadseg.models.core.cli import ToolError
+from roadseg.models.core.model_metadata import ModelInfo
+
+SUFFIXES = (".onnx", ".xml")
+HINTS = ("LATENCY", "THROUGHPUT")
+
+
+def import_openvino():
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ToolError("--backend openvino needs OpenVINO (pip install 'roadseg[openvino]'); "
+                        "--backend onnxruntime runs the same .onnx") from None
+    return ov
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "roadseg" / "openvino"
+
+
+def framework_props(model) -> dict[str, str]:
+    """The ONNX metadata_props OpenVINO kept in rt_info["framework"] (empty for a model without them)."""
+    if not model.has_rt_info(["framework"]):
+        return {}
+    keys = model.get_rt_info()["framework"].keys()
+    return {key: model.get_rt_info(["framework", key]).astype(str) for key in keys}
+
+
+class OpenVinoBackend(Backend):
+    kind = "openvino"
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0, device: str = "CPU", hint: str = "LATENCY",
+                 cache_dir: str | os.PathLike | None = None, info: ModelInfo | None = None,
+                 inference_precision: str = "f32"):
+        ov = import_openvino()
+        self.path, self.threads, self.device, self.hint = Path(path), threads, device, hint
+        self.inference_precision = inference_precision
+        if self.path.suffix not in SUFFIXES:
+            raise ToolError(f"--model {self.path}: OpenVINO reads .onnx or .xml (IR) files")
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            raise ToolError(f"--model {self.path}: no such file, or empty")
+        if hint not in HINTS:
+            raise ToolError(f"--hint {hint}: expected one of {', '.join(HINTS)}")
+        core = ov.Core()
+        if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
+            raise ToolError(f"--device {device}: OpenVINO offers {', '.join(core.available_devices)} here")
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(self.cache_dir)})
+        except OSError:
+            self.cache_dir = None  # a read-only home: compile every time rather than fail
+        try:
+            model = core.read_model(str(self.path))
+        except RuntimeError as err:
+            raise ToolError(f"--model {self.path}: OpenVINO cannot load it: {_first_line(err)}") from None
+        self.info = info or ModelInfo.from_props(framework_props(model), str(self.path))
+        self.input_name = model.inputs[0].get_any_name()
+        check_shapes(self.path, [_dim(d) for d in model.inputs[0].get_partial_shape()],
+                     [_dim(d) for d in model.outputs[0].get_partial_shape()], self.info, self.input_name)
+        # f32 unless asked: on CPUs with bf16 units OpenVINO would otherwise infer in bf16 by default,
+        # which is a precision choice (and an accuracy change) of its own, not "fp32".
+        config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": inference_precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as err:
+            raise ToolError(f"--model {self.path}: OpenVINO cannot compile it for {device}: "
+                            f"{_first_line(err)}") from None
+        self.request = self.compiled.create_infer_request()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            self.request.infer({0: batch})
+        except RuntimeError as err:
+            raise ToolError(f"{self.path}: OpenVINO failed on a {tuple(batch.shape)} batch: {_first_line(err)}") \
+                from None
+        return self.request.get_output_tensor(0).data.copy()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "provider": f"OpenVINO {self.device}", "hint": self.hint,
+                "inference_precision": self.inference_precision,
+                "threads": self.threads or "OpenVINO default", "cache_dir": str(self.cache_dir)}
+
+
+def _dim(dimension):
+    return dimension.get_length() if dimension.is_static else None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__

@@ -1,0 +1,61 @@
+"""The OpenVINO backend: same logits as onnxruntime on our exports (FP32 stays f32), metadata read
+from the .onnx and from a saved IR, one-line errors, and the ``auto`` rule that picks a backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roadseg.deploy import backends
+from roadseg.deploy.backends import choose_backend, open_backend
+from roadseg.models.core.cli import ToolError
+from tests.conftest import exported_onnx
+
+ov = pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install '.[openvino]')")
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(synthetic_root, tmp_path_factory):
+    return exported_onnx(tmp_path_factory.mktemp("ov"), synthetic_root, SIZE)
+
+
+@pytest.mark.slow
+def test_openvino_agrees_with_onnxruntime_and_reads_our_metadata(tiny_onnx, tmp_path):
+    reference = open_backend(tiny_onnx, threads=1, backend="onnxruntime")
+    vino = open_backend(tiny_onnx, threads=1, backend="openvino")
+    batch = np.random.default_rng(0).standard_normal((1, 3, *SIZE), dtype=np.float32)
+    np.testing.assert_allclose(vino.infer(batch), reference.infer(batch), atol=1e-4)
+    assert vino.info == reference.info and vino.describe()["inference_precision"] == "f32"
+    # an IR saved from it keeps the metadata (rt_info) and reads back through the .xml
+    ov.save_model(ov.Core().read_model(str(tiny_onnx)), str(tmp_path / "model.xml"))
+    from_ir = open_backend(tmp_path / "model.xml", threads=1)
+    assert from_ir.kind == "openvino" and from_ir.info.input_size == SIZE
+    np.testing.assert_allclose(from_ir.infer(batch), reference.infer(batch), atol=1e-4)
+
+
+def test_auto_rule(monkeypatch, tmp_path):
+    import onnxruntime as ort
+
+    model = tmp_path / "m.onnx"
+    assert choose_backend(tmp_path / "m.engine")[0] == "tensorrt"
+    assert choose_backend(tmp_path / "m.xml")[0] == "openvino"
+    assert choose_backend(model, "onnxruntime") == ("onnxruntime", "--backend onnxruntime")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert choose_backend(model) == ("onnxruntime", "onnxruntime has CUDAExecutionProvider")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    backend, why = choose_backend(model)
+    assert backend == "openvino" and "CPU" in why
+    with pytest.raises(ToolError, match="--backend gpu"):
+        open_backend(model, backend="gpu")
+    assert "openvino" in backends.BACKENDS
+
+
+def test_openvino_errors_are_one_line(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
+    with pytest.raises(ToolError, match="OpenVINO cannot load it") as err:
+        open_backend(tmp_path / "junk.onnx", backend="openvino")
+    assert "\n" not in str(err.value)
+    (tmp_path / "empty.xml").write_bytes(b"")
+    with pytest.raises(ToolError, match="empty"):
+        open_backend(tmp_path / "empty.xml")
