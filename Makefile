@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e '.[train,dev,trt-ptq,openvino]'
+	$(PY) -m pip install --quiet -e '.[train,dev,trt-ptq,openvino-int8]'
 	touch $(STAMP)
 
 # The demo's settings; tests/test_demo_chain.py runs the same chain with tiny ones.

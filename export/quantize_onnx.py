@@ -4,7 +4,8 @@
 int8 per-channel weights (measured about 25% faster on CPU than signed activations), BatchNorm
 folded by ``quant_pre_process``; ``reduce_range`` (7-bit weights) is chosen from the CPU's
 features: on x86 without VNNI the int8 dot product can saturate. ConvTranspose stays FP32 in
-onnxruntime. ``--target tensorrt``: ModelOpt's ONNX post-training quantization
+onnxruntime. ``--target openvino``: NNCF with accuracy control, an OpenVINO IR (``roadseg.export.quantize_openvino``).
+``--target tensorrt``: ModelOpt's ONNX post-training quantization
 (``modelopt.onnx.quantization``), TensorRT-style symmetric int8 Q/DQ at every Conv/ConvTranspose
 input (checked by qdq_check; convs under 16 channels stay float, as ModelOpt decides for TensorRT).
 
@@ -15,8 +16,8 @@ onnxruntime latency of both files are reported, measured in one run (interleaved
     python export/quantize_onnx.py --model runs/camvid/onnx/model_fp32.onnx --target onnxruntime \
         --dataset camvid --data-path ../shared/data/camvid
 
-Writes ``model_int8_ort.onnx`` or ``model_int8_trt.onnx`` and its ``*_report.json`` beside the
-input (or into ``--out``).
+Writes ``model_int8_ort.onnx``, ``model_int8_trt.onnx`` or ``model_int8_ov.xml`` and its
+``*_report.json`` beside the input (or into ``--out``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, re
 from roadseg.models.core.model_metadata import write_onnx_info
 from roadseg.models.core.road_labels import DATASETS
 
-TARGETS = {"onnxruntime": ("int8-ort-ptq", "model_int8_ort"), "tensorrt": ("int8-trt-ptq", "model_int8_trt")}
+TARGETS = {"onnxruntime": ("int8-ort-ptq", "model_int8_ort"), "tensorrt": ("int8-trt-ptq", "model_int8_trt"),
+           "openvino": ("int8-ov-ptq", "model_int8_ov")}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -48,7 +50,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 prog="export/quantize_onnx.py")
     p.add_argument("--model", type=Path, required=True, help="FP32 .onnx written by export/to_onnx.py")
     p.add_argument("--target", choices=tuple(TARGETS), required=True,
-                   help="onnxruntime: CPU-friendly QDQ (uint8 activations); tensorrt: ModelOpt Q/DQ for TensorRT")
+                   help="onnxruntime: CPU-friendly QDQ (uint8 activations); tensorrt: ModelOpt Q/DQ for TensorRT; "
+                        "openvino: NNCF with accuracy control (an OpenVINO IR, .xml + .bin)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing INT8 file (kept as it is if the new one fails its gate)")
@@ -157,9 +160,14 @@ def main(args: argparse.Namespace) -> int:
     precision, stem = TARGETS[args.target]
     args.dataset = args.dataset or info.meta.get("dataset") or "synthetic"
     out = args.out or args.model.parent
-    refuse_to_overwrite(out / f"{stem}.onnx", args.overwrite)
+    refuse_to_overwrite(out / f"{stem}{'.xml' if args.target == 'openvino' else '.onnx'}", args.overwrite)
     calib = [batch for batch, _ in load_parity_images(args.dataset, args.data_path, args.calib_split,
                                                       args.calib_images, info)]
+    if args.target == "openvino":
+        from roadseg.export.quantize_openvino import run_openvino_target
+
+        images = load_parity_images(args.dataset, args.data_path, args.split, args.parity_images, info)
+        return run_openvino_target(args, info, calib, images, out)
     reduce_range = choose_reduce_range(args.reduce_range) if args.target == "onnxruntime" else False
     print(f"calibrating on {len(calib)} {args.calib_split} images ({args.method}) for {args.target} ...",
           file=sys.stderr)

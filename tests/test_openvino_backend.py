@@ -59,3 +59,24 @@ def test_openvino_errors_are_one_line(tmp_path):
     (tmp_path / "empty.xml").write_bytes(b"")
     with pytest.raises(ToolError, match="empty"):
         open_backend(tmp_path / "empty.xml")
+
+
+@pytest.mark.slow
+def test_quantize_for_openvino_writes_an_ir_with_our_metadata(tiny_onnx, synthetic_root, tmp_path):
+    import json
+
+    from tests.conftest import assert_one_line_error, run_script
+
+    pytest.importorskip("nncf", reason="the openvino-int8 extra is not installed")
+    argv = ["--model", tiny_onnx, "--target", "openvino", "--dataset", "synthetic", "--data-path", synthetic_root,
+            "--out", tmp_path, "--calib-images", "4", "--parity-images", "2", "--min-agreement", "0",
+            "--max-iou-delta", "100", "--runs", "2", "--rounds", "1", "--threads", "1"]
+    # an untrained model's logits sit near zero, so INT8 flips classes: the gate is opened here (tested elsewhere)
+    result = run_script("export/quantize_onnx.py", *argv, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    backend = open_backend(tmp_path / "model_int8_ov.xml", threads=1)
+    assert backend.kind == "openvino" and backend.info.precision == "int8-ov-ptq" and backend.info.input_size == SIZE
+    report = json.loads((tmp_path / "model_int8_ov_report.json").read_text())
+    assert report["parity"]["images"] == 2 and report["latency"]["int8"]["p50_ms"] > 0
+    assert report["quantization"]["max_drop_points"] == 100
+    assert_one_line_error(run_script("export/quantize_onnx.py", *argv), "model_int8_ov.xml", "--overwrite")

@@ -6,7 +6,7 @@ the checkpoint's ``arch`` and ``meta`` as JSON (DESIGN.md), plus what the export
     roadseg.format     "roadseg-model/1"
     roadseg.arch       JSON of the checkpoint's arch (every width; enough to rebuild it)
     roadseg.meta       JSON of the checkpoint's meta (stage, input_size, mean, std, dataset, ...)
-    roadseg.precision  fp32 | fp16 | int8-qat-qdq | int8-ort-ptq | int8-trt-ptq
+    roadseg.precision  fp32 | fp16 | int8-qat-qdq | int8-ort-ptq | int8-trt-ptq | int8-ov-ptq
     roadseg.source     sha256 of the checkpoint (or parent ONNX) it was made from
     roadseg.classes    JSON list of class names by output index; roadseg.ignore_index "255"
 
@@ -25,7 +25,7 @@ from roadseg.models.core.cli import ToolError
 
 FORMAT = "roadseg-model/1"
 PREFIX = "roadseg."
-PRECISIONS = ("fp32", "fp16", "int8-qat-qdq", "int8-ort-ptq", "int8-trt-ptq")
+PRECISIONS = ("fp32", "fp16", "int8-qat-qdq", "int8-ort-ptq", "int8-trt-ptq", "int8-ov-ptq")
 CLASSES = ("not road", "road")
 IGNORE_INDEX = 255
 # The input normalisation every stage records in meta["mean"] / meta["std"] (ImageNet statistics).
