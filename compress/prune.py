@@ -36,6 +36,7 @@ from roadseg.deploy.latency import interleaved_onnx_latency, onnx_latency
 from roadseg.export.onnx_export import onnx_bytes
 from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
 from roadseg.models.complexity import count_params_and_macs
+from roadseg.models.core.arch_widths import all_widths
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
 from roadseg.models.core.road_labels import DATASETS, IGNORE
@@ -161,22 +162,6 @@ def warn_if_target_missed(remeasured_ms: float, target_ms: float | None, search_
           f"{target_ms:g} it met in the search ({search_ms:.2f} ms); latency on this machine is noisy: "
           "re-run on a quiet machine, or fix the size with --ratio or --target-macs", file=sys.stderr)
     return True
-
-
-def all_widths(arch: dict) -> list[tuple[str, int]]:
-    """(layer, output width) of every convolution an architecture names, for the report."""
-    rows = []
-    if "encoder_blocks" in arch:  # MobileUNet
-        rows.append(("stem", arch["stem_width"]))
-        for level, blocks in enumerate(arch["encoder_blocks"]):
-            for index, block in enumerate(blocks):
-                rows += [(f"enc{level}.{index}.hidden", block["hidden"]), (f"enc{level}.{index}.out", block["out"])]
-        return rows + [(f"dec{level}", width) for level, width in enumerate(arch["decoder_widths"])]
-    for level, (a, b) in enumerate(arch["encoder_widths"]):
-        rows += [(f"enc{level}.conv1", a), (f"enc{level}.conv2", b)]
-    for level, (up, (a, b)) in enumerate(zip(arch["up_widths"], arch["decoder_widths"], strict=True)):
-        rows += [(f"up{level}", up), (f"dec{level}.conv1", a), (f"dec{level}.conv2", b)]
-    return rows
 
 
 # measuring --------------------------------------------------------------------------------------
