@@ -64,6 +64,8 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("roadseg.deploy.benchmark", "one table of models: size, latency, FPS, road IoU",
                      "roadseg bench --model peer.onnx model_fp32.onnx --dataset camvid "
                      "--data-path ../shared/data/camvid --threads 2 --out runs/bench"),
+    "report": Command("roadseg.deploy.report", "one HTML/Markdown report over a run folder: table, plots, provenance",
+                      "roadseg report runs/demo --frames data/synthetic_drive"),
 }
 
 
