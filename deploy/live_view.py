@@ -23,6 +23,12 @@ The page shows these stats keys with labels when present, then any other scalar 
 Frames are JPEG-encoded once per published frame (not once per client) on a background thread, and
 only while someone is watching; when the encoder is behind, intermediate frames are dropped.
 
+Limits, so that clients cannot exhaust the process: at most ``max_connections`` (32) connections
+at once, each on its own thread (one more gets ``503 Service Unavailable`` and is closed at once);
+a client must send its request headers within ``request_deadline`` (5 s) of connecting or it is
+dropped (a slow-header client would otherwise hold a thread as long as it trickles bytes); the
+listen backlog is 64.
+
 Security: the server has no authentication and no TLS. It binds the loopback interface unless a
 host is given explicitly (``--serve 0.0.0.0:8080``); then anyone who can reach that port sees the
 video and the stats, and ``start()`` says so on stderr. For a remote machine prefer an SSH tunnel
@@ -37,10 +43,12 @@ import http.server
 import ipaddress
 import json
 import math
+import select
 import socket
 import socketserver
 import sys
 import threading
+import time
 from urllib.parse import urlsplit
 
 import cv2
@@ -52,6 +60,9 @@ DEFAULT_HOST = "127.0.0.1"
 BOUNDARY = "frame"
 WAIT_S = 0.25          # how often waiting threads re-check the closed flag
 CLOSE_TIMEOUT_S = 2.0  # close() waits at most this long for streams and threads to end
+MAX_CONNECTIONS = 32   # a thread each: a page view takes two (the stream and the stats polls)
+REQUEST_DEADLINE_S = 5.0  # from connecting to the end of the request headers
+BACKLOG = 64           # connections the kernel queues until accepted (socketserver's default is 5)
 
 
 def parse_serve_address(text: str) -> tuple[str, int]:
@@ -210,16 +221,67 @@ img.addEventListener("error", () => setTimeout(() => { img.src = "/stream.mjpg?t
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # close() ends the streams itself; a stuck client must not hang it
+    request_queue_size = BACKLOG
 
     def __init__(self, address, handler, view: LiveView, family: int):
         self.address_family = family
         self.view = view
+        self.lock = threading.Lock()
+        self.active = 0                                        # connections with a handler thread
+        self.awaiting_request: dict[socket.socket, float] = {}  # connection -> deadline for its headers
         super().__init__(address, handler)
 
     def server_bind(self):
         # HTTPServer.server_bind calls socket.getfqdn(host), a DNS lookup that can take seconds.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def process_request(self, request, client_address):
+        with self.lock:
+            busy = self.active >= self.view.max_connections
+            if not busy:
+                self.active += 1
+        if busy:
+            self.view.rejected += 1
+            self._refuse(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.awaiting_request.pop(request, None)
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 on the accepting thread, without a thread of its own (that is what is scarce)."""
+        body = f"live view busy: {self.view.max_connections} connections open, the most it serves\n".encode()
+        reply = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 b"Retry-After: 5\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode()
+                 + b"\r\n\r\n" + body)
+        with contextlib.suppress(OSError):
+            # Read the request if it is already here: closing a socket with unread data sends a reset,
+            # which can reach the client before it has read the reply. Waits 20 ms at most.
+            if select.select([request], [], [], 0.02)[0]:
+                request.setblocking(False)
+                request.recv(65536)
+            request.settimeout(0.5)
+            request.sendall(reply)
+        self.shutdown_request(request)
+
+    def service_actions(self):
+        # serve_forever calls this every poll_interval: drop clients whose headers are overdue
+        now = time.monotonic()
+        with self.lock:
+            overdue = [conn for conn, deadline in self.awaiting_request.items() if deadline <= now]
+            for conn in overdue:
+                del self.awaiting_request[conn]
+        for conn in overdue:
+            self.view.timed_out += 1
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # the handler's blocked read returns at once
 
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -235,7 +297,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass  # no line on stderr per request
 
+    def setup(self):
+        super().setup()
+        deadline = self.server.view.request_deadline
+        # no single read outlasts the deadline; service_actions ends a client that trickles bytes
+        self.connection.settimeout(deadline)
+        with self.server.lock:
+            self.server.awaiting_request[self.connection] = time.monotonic() + deadline
+
     def do_GET(self):
+        with self.server.lock:
+            self.server.awaiting_request.pop(self.connection, None)
+        self.connection.settimeout(self.timeout)
         path = urlsplit(self.path).path
         try:
             if path in ("/", "/index.html"):
@@ -261,10 +334,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class LiveView:
     """Serves the newest published frame as MJPEG and the latest stats as JSON (see the module doc)."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = 0, jpeg_quality: int = 80):
+    def __init__(self, host: str = DEFAULT_HOST, port: int = 0, jpeg_quality: int = 80,
+                 max_connections: int = MAX_CONNECTIONS, request_deadline: float = REQUEST_DEADLINE_S):
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+        if int(max_connections) < 1 or not request_deadline > 0:
+            raise ValueError(f"max_connections must be >= 1 and request_deadline > 0, got {max_connections} "
+                             f"and {request_deadline}")
         self.host, self.port, self.jpeg_quality = host, int(port), int(jpeg_quality)
+        self.max_connections, self.request_deadline = int(max_connections), float(request_deadline)
+        self.rejected = 0   # connections refused with 503 (over max_connections)
+        self.timed_out = 0  # connections dropped for not sending their request in time
         self._cond = threading.Condition()
         self._closed = False
         self._pending: np.ndarray | None = None  # newest raw frame not yet encoded

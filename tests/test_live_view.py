@@ -1,11 +1,16 @@
 """deploy/live_view.py: the HTML page, /stats.json and the MJPEG stream over real sockets, a real
-headless Chromium showing the stream, clean shutdown, and the --serve address errors."""
+headless Chromium showing the stream, clean shutdown, the --serve address errors, and the limits
+(connection cap with 503, request-header deadline, listen backlog)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import select
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -16,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from roadseg.deploy.live_view import LiveView, is_loopback_host, parse_serve_address
+from roadseg.deploy.live_view import BACKLOG, LiveView, is_loopback_host, parse_serve_address
 from roadseg.models.core.cli import ToolError
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -272,3 +277,72 @@ def test_port_in_use(view):
         with pytest.raises(ToolError, match=rf"127\.0\.0\.1:{port}: address already in use"):
             LiveView("127.0.0.1", port).start()
 
+
+
+def wait_for(test, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_connections_over_the_cap_get_503_and_are_closed():
+    live = LiveView(port=0, max_connections=3).start()
+    readers = []
+    try:
+        with Publisher(live):
+            readers = [MjpegReader(live) for _ in range(3)]  # three streams hold every slot
+            status, _, body = get(live, "/stats.json")
+            assert status == 503 and b"busy" in body, (status, body)
+            assert live.rejected == 1 and live._server.active == 3
+            readers.pop().close()  # a slot frees when its stream notices the client left
+            assert wait_for(lambda: get(live, "/stats.json")[0] == 200), live._server.active
+    finally:
+        for reader in readers:
+            reader.close()
+        live.close()
+
+
+def dropped(sock: socket.socket) -> bool:
+    """True once the server has closed ``sock`` (end of stream or reset), without blocking."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1) == b""
+    except ConnectionError:
+        return True
+
+
+def test_clients_that_do_not_send_their_request_in_time_are_dropped():
+    live = LiveView(port=0, request_deadline=0.5).start()
+    try:
+        started = time.monotonic()
+        silent = [socket.create_connection(("127.0.0.1", live.port), timeout=5) for _ in range(5)]
+        trickler = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+        # one byte every 50 ms: each read makes progress, so only the deadline can end it
+        for byte in b"GET / HTTP/1.0\r\nX-Slow: " + b"a" * 200:
+            if dropped(trickler):
+                break
+            with contextlib.suppress(OSError):
+                trickler.send(bytes([byte]))
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        assert 0.45 <= took < 2.0, f"the slow-header client was held {took:.2f} s"
+        assert wait_for(lambda: all(dropped(sock) for sock in silent), timeout=2.0)
+        assert wait_for(lambda: live._server.active == 0, timeout=2.0)  # every thread is free again
+        assert live.timed_out >= 1
+        assert get(live, "/stats.json")[0] == 200  # a prompt client is served as before
+        for sock in (*silent, trickler):
+            sock.close()
+    finally:
+        live.close()
+
+
+def test_listen_backlog(view):
+    assert view._server.request_queue_size == BACKLOG == 64
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is absent: cannot read the kernel's backlog")
+    listing = subprocess.run(["ss", "-ltnH", f"sport = :{view.port}"], capture_output=True, text=True).stdout
+    assert listing.split()[2] == str(BACKLOG), listing  # LISTEN Recv-Q Send-Q: Send-Q is the backlog
