@@ -12,14 +12,22 @@ with FPS on the status line, threaded so decoding and encoding overlap inference
     python deploy/run.py --model model.onnx --source data/synthetic/leftImg8bit/val/city0 \
         --gt data/synthetic --output runs/deploy/frames/                           # with running road IoU
 
-Sources (--source): video file, image folder, camera index or /dev/videoN, rtsp:// or http://
-stream, GStreamer pipeline (see deploy/sources.py for the Jetson CSI camera pipeline).
-Outputs (--output, any number): video file, image folder, display://0; and --serve HOST:PORT for
-an MJPEG live view with running stats in the browser (loopback by default).
+    python deploy/run.py --model model.onnx --source drive.mp4 --loop --realtime --serve 0   # a watchable demo
 
-At the end (and on Ctrl-C) prints and writes a JSON summary (--json, default beside the first
-file output): frames, model-only latency p50/p90/p99 and FPS, end-to-end FPS, their ratio, mean
-per-stage times, warm-up frames excluded, backend and precision, and road IoU/precision/recall
+Sources (--source): video file, image folder, camera index or /dev/videoN, rtsp:// or http://
+stream, GStreamer pipeline (see deploy/sources.py for the Jetson CSI camera pipeline). A file or
+folder can be looped (--loop) and paced at its own frame rate (--realtime); a live source silent for
+--stall-timeout seconds is reopened (--retries).
+Outputs (--output, any number): video file, image folder, display://0; and --serve HOST:PORT for
+an MJPEG live view with running stats in the browser (loopback by default; port 0 picks a free port,
+and the URL printed and recorded is the one bound). An existing video, or a folder that already holds
+frames, is refused before any work unless --overwrite.
+
+On a terminal, stderr shows a progress bar (files and folders: frames done of total, model and
+end-to-end FPS) or a one-line status (live sources). At the end (and on Ctrl-C, SIGTERM, SIGHUP)
+prints and writes a JSON summary (--json, default beside the first file output): frames, model-only
+latency p50/p90/p99 and FPS, end-to-end FPS, their ratio, mean per-stage times, warm-up frames
+excluded, how the percentiles were computed, backend and precision, and road IoU/precision/recall
 when --gt is given.
 """
 
@@ -29,14 +37,15 @@ import argparse
 import contextlib
 import signal
 import sys
+import time
 from pathlib import Path
 
 from roadseg.deploy.backends import OnnxRuntimeBackend, open_backend
 from roadseg.deploy.overlay import MODES
-from roadseg.deploy.pipeline import Pipeline, PipelineOptions, StopRequested
-from roadseg.deploy.sinks import open_sink
-from roadseg.deploy.sources import SourceError, open_source
-from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, run, unit_interval
+from roadseg.deploy.pipeline import MIN_TIMED_FRAMES, Pipeline, PipelineOptions, StopRequested
+from roadseg.deploy.sinks import check_output, open_sink
+from roadseg.deploy.sources import STALL_TIMEOUT_S, SourceError, open_source, source_kind
+from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run, unit_interval
 from roadseg.models.core.dataset_layouts import detect_layout, find_samples, read_road_mask
 from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
@@ -53,7 +62,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "or a GStreamer pipeline")
     p.add_argument("--output", nargs="*", default=[], metavar="URI",
                    help="video file (.mp4/.avi/.mkv), image folder, or display://0; any number")
-    p.add_argument("--serve", metavar="HOST:PORT", help="MJPEG live view + stats page, e.g. 127.0.0.1:8080")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing video --output, or remove the frames an image-folder --output holds")
+    p.add_argument("--serve", metavar="HOST:PORT",
+                   help="MJPEG live view + stats page, e.g. 127.0.0.1:8080 (port 0: any free port)")
     view = p.add_argument_group("overlay")
     view.add_argument("--mode", choices=MODES, default="blend", help="blend, mask only, or side by side")
     view.add_argument("--alpha", type=unit_interval, default=0.5, help="overlay opacity for blend/side")
@@ -72,6 +84,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     runtime.add_argument("--max-frames", type=positive_int, default=None)
     runtime.add_argument("--retries", type=non_negative_int, default=5,
                          help="reconnect attempts when a live source drops")
+    runtime.add_argument("--stall-timeout", type=positive_float, default=STALL_TIMEOUT_S, metavar="SECONDS",
+                         help="a live source that delivers no frame for this long is reopened (--retries)")
+    runtime.add_argument("--loop", action="store_true",
+                         help="start a video file or image folder again at its end (demos, soak runs; "
+                              "stop with --max-frames or Ctrl-C)")
+    runtime.add_argument("--realtime", type=positive_float, nargs="?", const=0.0, default=None, metavar="FPS",
+                         help="read a video file or image folder no faster than its own frame rate (or FPS), "
+                              "as a camera would deliver it")
     truth = p.add_argument_group("ground truth (running road IoU)")
     truth.add_argument("--gt", type=Path, default=None,
                        help="dataset folder (Cityscapes or CamVid layout) holding the source's labels: "
@@ -86,9 +106,26 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    """Everything that can be refused before a model is loaded or an output touched."""
     args.model = resolve_model(args.model)
     if not args.model.is_file():
         raise ToolError(f"--model {args.model}: no such file")
+    for uri in args.output:
+        check_output(uri, args.overwrite)
+    kind = source_kind(args.source)
+    if args.realtime is not None and kind not in ("file", "folder"):
+        raise ToolError(f"--realtime: only for a video file or an image folder; a {kind} is real time already")
+    if args.realtime == 0.0 and kind == "folder":
+        raise ToolError("--realtime: an image folder has no frame rate; give one, e.g. --realtime 30")
+
+
+def realtime_fps(args, source) -> float | None:
+    if args.realtime is None:
+        return None
+    fps = args.realtime or source.fps
+    if not fps > 0:
+        raise ToolError(f"--realtime: --source {args.source} states no frame rate; give one, e.g. --realtime 30")
+    return fps
 
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -137,16 +174,66 @@ def print_summary(summary: dict) -> None:
           f"{summary['dropped_frames']} dropped); stopped: {summary['stopped']}")
     print(f"backend {backend['backend']} {backend.get('provider', '')} {backend['precision']}, "
           f"input {summary['input_size'][0]}x{summary['input_size'][1]}")
+    if summary.get("timing_note"):
+        print(summary["timing_note"])
     if "model_only" in summary:
         m, e = summary["model_only"], summary["end_to_end"]
-        print(f"model only: p50 {m['p50_ms']:.2f} ms  p90 {m['p90_ms']:.2f}  p99 {m['p99_ms']:.2f}  "
-              f"-> {m['fps']:.1f} FPS")
-        print(f"end to end: {e['fps']:.1f} FPS (ratio to model-only {summary['ratio_end_to_end_to_model']:.2f}); "
-              "stages (mean ms): " + ", ".join(f"{k} {v:.2f}" for k, v in summary["stages_mean_ms"].items()))
+        ratio = summary["ratio_end_to_end_to_model"]
+        print(f"model only: p50 {m['p50_ms']:.2f} ms  p90 {m['p90_ms']:.2f}  p99 {m['p99_ms']:.2f}"
+              + (f"  -> {m['fps']:.1f} FPS" if m["fps"] is not None else "") + f" ({summary['percentiles']})")
+        print("end to end: " + (f"{e['fps']:.1f} FPS (ratio to model-only {ratio:.2f}); " if e["fps"] is not None
+                                else f"FPS needs >= {MIN_TIMED_FRAMES} timed frames; ")
+              + "stages (mean ms): " + ", ".join(f"{k} {v:.2f}" for k, v in summary["stages_mean_ms"].items()))
     if summary["road"]:
         r = summary["road"]
         print(f"road IoU {100 * r['road_iou']:.2f}  precision {100 * r['precision']:.2f}  "
               f"recall {100 * r['recall']:.2f}  over {r['frames']} labelled frames")
+
+
+class Progress:
+    """Progress on stderr, only when it is a terminal (nothing in logs or pipes): a tqdm bar for files
+    and folders (frames done of the total, model and end-to-end FPS), a one-line status rewritten in
+    place for live sources. Called by the pipeline's output thread after every written frame."""
+
+    REFRESH_S = 0.5
+
+    def __init__(self, source, max_frames: int | None, loop: bool, stream=None):
+        self.stream = stream or sys.stderr
+        # the first figures after REFRESH_S: a rate over the first frame or two is noise
+        self.live, self.next_at, self.width = source.live, time.monotonic() + self.REFRESH_S, 0
+        self.bar = None
+        if not self.live:
+            from tqdm import tqdm
+
+            count = None if loop else getattr(source, "frame_count", None)
+            total = min(filter(None, (count, max_frames)), default=None)
+            self.bar = tqdm(total=total, unit="frame", file=self.stream, disable=None, dynamic_ncols=True,
+                            mininterval=self.REFRESH_S)
+        self.enabled = not self.bar.disable if self.bar is not None else self.stream.isatty()
+
+    def __call__(self, pipeline) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        now = time.monotonic()
+        if not self.enabled or now < self.next_at:
+            return
+        self.next_at = now + self.REFRESH_S
+        model, e2e = pipeline.running_fps()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"model {model:.1f} FPS, end-to-end {e2e:.1f} FPS", refresh=False)
+            return
+        text = (f"{pipeline.frames_done} frames | model {model:.1f} FPS | end-to-end {e2e:.1f} FPS | "
+                f"dropped {pipeline.dropped} | reconnects {pipeline.source.reconnects}")
+        self.stream.write("\r" + text.ljust(self.width))  # padded: a shorter line must hide the longer one
+        self.stream.flush()
+        self.width = len(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.width:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 @contextlib.contextmanager
@@ -166,10 +253,10 @@ def stop_signals_end_the_run():
 def main(args: argparse.Namespace) -> int:
     check_args(args)
     backend = load_backend(args)
-    source = open_source(args.source, retries=args.retries)
-    sinks, view = [], None
+    source = open_source(args.source, retries=args.retries, stall_timeout=args.stall_timeout, loop=args.loop)
+    sinks, view, progress = [], None, None
     try:
-        sinks = [open_sink(uri, source.fps) for uri in args.output]
+        pace = realtime_fps(args, source)
         ground_truth = ground_truth_lookup(args, source) if args.gt else None
         if args.serve:
             from roadseg.deploy.live_view import LiveView, parse_serve_address
@@ -177,20 +264,26 @@ def main(args: argparse.Namespace) -> int:
             host, port = parse_serve_address(args.serve)
             view = LiveView(host=host, port=port)
             view.start()
-            print(f"live view: {view.url}", file=sys.stderr)
+            print(f"live view: {view.url}", file=sys.stderr)  # the bound port, also for --serve 0
+        # last: with --overwrite, opening an image-folder output removes its old frames
+        sinks = [open_sink(uri, pace or source.fps, args.overwrite) for uri in args.output]
         policy = {"auto": None, "every": False, "newest": True}[args.frame_policy]
         options = PipelineOptions(mode=args.mode, alpha=args.alpha, warmup=args.warmup, queue_size=args.queue_size,
-                                  drop_frames=policy, status=not args.no_status, max_frames=args.max_frames)
-        pipeline = Pipeline(source, backend, sinks, options, ground_truth, view.publish if view else None)
+                                  drop_frames=policy, status=not args.no_status, max_frames=args.max_frames,
+                                  realtime_fps=pace)
+        progress = Progress(source, args.max_frames, args.loop)
+        pipeline = Pipeline(source, backend, sinks, options, ground_truth, view.publish if view else None, progress)
         with stop_signals_end_the_run():
             summary = pipeline.run()
     except BaseException:
         source.close()
         raise
     finally:
+        if progress is not None:
+            progress.close()
         if view is not None:
             view.close()
-    summary["outputs"] = list(args.output) + ([f"http://{args.serve}/"] if args.serve else [])
+    summary["outputs"] = list(args.output) + ([view.url] if view else [])
     print_summary(summary)
     path = args.json or default_summary_path(args.output)
     if path:

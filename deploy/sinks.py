@@ -4,6 +4,11 @@
     frames/                         a folder of PNG frames (each written atomically)
     display://0                     an OpenCV window (needs a display; q or Esc stops the run)
 
+Outputs never mix or clobber: ``check_output`` (run before any work) refuses an existing video file,
+or a folder that already holds frames, unless ``overwrite``; then a folder's old frames are removed
+when the sink opens, so it never holds new and stale frames side by side, and an old video stays
+until the new one is complete.
+
 The browser live view (``--serve``) is deploy.live_view.
 """
 
@@ -17,7 +22,7 @@ import numpy as np
 
 from roadseg.deploy.sources import VIDEO_SUFFIXES
 from roadseg.models.core.cli import ToolError
-from roadseg.models.core.fileio import atomic_write_bytes
+from roadseg.models.core.fileio import atomic_write_bytes, require_output_folder
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
 
@@ -48,10 +53,18 @@ class VideoFileSink:
         self.partial.unlink(missing_ok=True)
 
 
+def old_frames(folder: Path) -> list[Path]:
+    """The frames an earlier run left in ``folder`` (the names ImageFolderSink writes)."""
+    return sorted(folder.glob("frame_[0-9]*.png")) if folder.is_dir() else []
+
+
 class ImageFolderSink:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, overwrite: bool = False):
         self.folder, self.frames = folder, 0
         folder.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for path in old_frames(folder):
+                path.unlink(missing_ok=True)
 
     def write(self, frame: np.ndarray) -> None:
         ok, data = cv2.imencode(".png", frame)
@@ -82,16 +95,37 @@ class WindowSink:
             cv2.destroyWindow(self.title)
 
 
-def open_sink(uri: str, fps: float):
+def check_output(uri: str, overwrite: bool = False) -> None:
+    """Refuse ``--output uri`` when it cannot be written or would replace or mix with earlier results
+    (unless ``overwrite``); one line naming it. Changes nothing."""
+    if uri.startswith("display://"):
+        return
+    path = Path(uri)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if path.is_dir():
+            raise ToolError(f"--output {uri}: is a folder; expected the path of a video file")
+        require_output_folder(path.parent, "--output")
+        if path.exists() and not overwrite:
+            raise ToolError(f"--output {uri}: already exists; pass --overwrite to replace it (the old video "
+                            "stays until the new one is complete)")
+    elif path.suffix:
+        raise ToolError(f"--output {uri}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), a folder, "
+                        "or display://0")
+    else:
+        require_output_folder(path, "--output")
+        if not overwrite and (old := old_frames(path)):
+            raise ToolError(f"--output {uri}: already holds {len(old)} frames ({old[0].name}, ...); pass "
+                            "--overwrite to remove them first, or choose an empty folder")
+
+
+def open_sink(uri: str, fps: float, overwrite: bool = False):
+    check_output(uri, overwrite)
     if uri.startswith("display://"):
         return WindowSink()
     path = Path(uri)
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             return VideoFileSink(path, fps)
-        if path.suffix:
-            raise ToolError(f"--output {uri}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), a folder, "
-                            "or display://0")
-        return ImageFolderSink(path)
-    except OSError as err:  # an existing file where a folder should be, no permission, ...
+        return ImageFolderSink(path, overwrite)
+    except OSError as err:  # no permission, a full disk, ...
         raise ToolError(f"--output {uri}: cannot write there ({err.strerror or err})") from None
