@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from roadseg.deploy.backends import OnnxRuntimeBackend, open_backend
+from roadseg.deploy.backends import BACKENDS, OnnxRuntimeBackend, open_backend
 from roadseg.deploy.overlay import MODES
 from roadseg.deploy.pipeline import MIN_TIMED_FRAMES, Pipeline, PipelineOptions, StopRequested
 from roadseg.deploy.sinks import check_output, open_sink
@@ -48,7 +48,7 @@ from roadseg.deploy.sources import STALL_TIMEOUT_S, SourceError, open_source, so
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run, unit_interval
 from roadseg.models.core.dataset_layouts import detect_layout, find_samples, read_road_mask
 from roadseg.models.core.fileio import atomic_write_json
-from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, check_meta
 from roadseg.models.core.zoo import resolve_model
 
 
@@ -71,8 +71,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     view.add_argument("--alpha", type=unit_interval, default=0.5, help="overlay opacity for blend/side")
     view.add_argument("--no-status", action="store_true", help="no FPS/IoU status line on the frames")
     runtime = p.add_argument_group("run time")
+    runtime.add_argument("--backend", choices=BACKENDS, default="auto",
+                         help="auto: an .engine in TensorRT, an .xml in OpenVINO, an .onnx in onnxruntime when it "
+                              "has a GPU provider, else in OpenVINO when installed, else onnxruntime")
     runtime.add_argument("--threads", type=non_negative_int, default=0,
-                         help="onnxruntime CPU threads (0 = its default)")
+                         help="CPU threads of the runtime (0 = its default)")
     runtime.add_argument("--providers", nargs="+", default=None,
                          help="onnxruntime execution providers, best first (default: TensorRT, CUDA, CPU "
                               "where available)")
@@ -135,9 +138,11 @@ def load_backend(args):
     if args.input_size:  # explicit preprocessing for a model exported by another tool
         if args.model.suffix != ".onnx":
             raise ToolError("--input-size: only for .onnx models without roadseg metadata")
-        info = ModelInfo(arch={}, meta={"input_size": list(args.input_size), "mean": args.mean, "std": args.std})
+        meta = {"input_size": list(args.input_size), "mean": args.mean, "std": args.std}
+        check_meta(meta, "--input-size/--mean/--std")
+        info = ModelInfo(arch={}, meta=meta)
         return OnnxRuntimeBackend(args.model, args.threads, args.providers, info=info)
-    return open_backend(args.model, args.threads, args.providers)
+    return open_backend(args.model, args.threads, args.providers, backend=args.backend)
 
 
 def ground_truth_lookup(args, source):
@@ -172,7 +177,8 @@ def print_summary(summary: dict) -> None:
     backend = summary["backend"]
     print(f"{summary['frames']} frames ({summary['warmup_frames_excluded']} warm-up excluded, "
           f"{summary['dropped_frames']} dropped); stopped: {summary['stopped']}")
-    print(f"backend {backend['backend']} {backend.get('provider', '')} {backend['precision']}, "
+    print(f"backend {backend['backend']} ({backend.get('chosen_because', 'given')}) {backend.get('provider', '')} "
+          f"{backend['precision']}, "
           f"input {summary['input_size'][0]}x{summary['input_size'][1]}")
     if summary.get("timing_note"):
         print(summary["timing_note"])

@@ -88,7 +88,13 @@ def test_every_frame_of_a_video_is_written_and_summarised(tiny_onnx, short_video
     assert e2e["fps"] > 0 and 0 < summary["ratio_end_to_end_to_model"] < 5
     assert set(summary["stages_mean_ms"]) == {"capture", "preprocess", "infer", "postprocess", "render", "write"}
     assert summary["backend"]["backend"] == choose_backend(tiny_onnx)[0] and summary["backend"]["precision"] == "fp32"
+    assert summary["backend"]["chosen_because"] == choose_backend(tiny_onnx)[1]
     assert summary["road"] is None and summary["source"]["kind"] == "file"
+    forced = run_script("deploy/run.py", "--model", tiny_onnx, "--source", short_video, "--output",
+                        tmp_path / "ort.mp4", "--threads", "1", "--backend", "onnxruntime")
+    assert forced.returncode == 0, forced.stderr[-1500:]
+    backend = json.loads((tmp_path / "ort.summary.json").read_text())["backend"]
+    assert backend["backend"] == "onnxruntime" and backend["chosen_because"] == "--backend onnxruntime"
 
 
 @pytest.mark.slow
