@@ -1,4 +1,4 @@
-"""TensorRT engine backend (.engine files from export/to_tensorrt.py): TensorRT 10 and NVIDIA's cuda-python.
+"""TensorRT engine backend (.engine files from export/to_tensorrt.py): TensorRT 10.x or 11.x and NVIDIA's cuda-python.
 
 An engine runs only with the TensorRT version and on the GPU it was built for. The manifest beside it
 (``model.engine`` -> ``model.json``, models.engine_manifest) says which, and gives the input size,
@@ -15,6 +15,13 @@ name, shape strings) is models/core/tensorrt_glue.py, shared with export/to_tens
 against the manifest here is named by the same function that named it there when the engine was built.
 tensorrt and cuda-python are imported only when an engine is opened: this module imports on any machine
 (and never imports torch or export/).
+
+Both supported TensorRT versions run an engine the same way here (name-based I/O tensors, ``execute_async_v3``):
+the 10.x/11.x difference is in how the builder gives the engine its precision (weak typing with builder flags on
+10.x, strong typing from the ONNX graph on 11.x; export/to_tensorrt.py). An engine's input and output keep the
+dtype its ONNX gave them (float32 for ours: export/to_fp16.py keeps the FP16 model's input and output FP32), and
+the batch is cast to it either way. Another TensorRT major version is refused in one line
+(tensorrt_glue.tensorrt_major), as is an engine whose manifest names another TensorRT version.
 """
 
 from __future__ import annotations

@@ -9,14 +9,37 @@ knows input size, normalisation and labels without flags.
 
     python export/to_tensorrt.py --model runs/demo/model.onnx --precision fp16 --out runs/demo/trt
     python export/to_tensorrt.py --model runs/demo/model.int8.onnx --precision int8 --engine runs/demo/int8.engine
+    python export/to_fp16.py --model runs/demo/model_fp32.onnx     # TensorRT 11.x: FP16 must be in the ONNX
+    python export/to_tensorrt.py --model runs/demo/model_fp16.onnx --precision fp16 --out runs/demo/trt
 
 ``--out DIR`` (default: the ONNX file's folder) writes ``DIR/<onnx stem>.<key[:16]>.engine``, so engines
 for different settings live side by side; ``--engine FILE`` writes exactly FILE, rebuilt when the key
 changes. The timing cache (``--timing-cache``, default ``timing.<gpu>-sm<cc>-trt<version>.cache`` beside
 the engine) is loaded if present and saved back after each build, so rebuilds take seconds.
 
-INT8 is explicit quantization only: the ONNX must carry TensorRT-ready Q/DQ nodes (export/to_onnx.py
-from a QAT checkpoint, or export/quantize_onnx.py --target tensorrt); there is no calibrator.
+TensorRT 10.x and 11.x take different paths to the same precisions (``build_plan``), picked by the
+installed version (any other major version is refused in one line, models/core/tensorrt_glue.py):
+
+- TensorRT 10.x (weakly typed network, ``create_network(0)``): precision comes from builder flags, as it
+  always has here. ``--precision fp16``: ``BuilderFlag.FP16`` on the FP32 ONNX (or on an FP16 ONNX from
+  export/to_fp16.py). ``--precision int8``: ``BuilderFlag.INT8`` and ``BuilderFlag.FP16`` on a Q/DQ ONNX
+  (explicit quantization: Q/DQ layers run INT8, FP16 stays on for the layers between). JetPack 6 (Jetson
+  Orin, DLA included) ships TensorRT 10.x and stays on this path.
+- TensorRT 11.x removed weak typing: there is no ``BuilderFlag.FP16``/``INT8`` and no calibrator; every
+  network is strongly typed and each tensor keeps the type the ONNX graph gives it. The builder creates the
+  network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (accepted, and the only mode, in 11.x) and
+  sets no precision flag. ``--precision fp16`` therefore needs an FP16 (or mixed FP16/FP32) ONNX, the
+  ``model_fp16.onnx`` written by export/to_fp16.py (ModelOpt AutoCast, FP32 input and output, behind a
+  parity gate); an FP32 ONNX is refused in one line saying so, since it would build an FP32 engine.
+  ``--precision int8`` builds the Q/DQ ONNX as it is: Q/DQ layers run INT8 and the layers between keep
+  the ONNX's float type (FP32 in our Q/DQ files).
+
+NVIDIA's "Migrating from TensorRT 10.x to 11.x" guide (docs.nvidia.com/deeplearning/tensorrt, api/migration:
+the overview, the Python API page and its list of removed Python APIs, and the Jetson/JetPack page) is what
+these two paths follow.
+
+INT8 is explicit quantization only, on both versions: the ONNX must carry TensorRT-ready Q/DQ nodes
+(export/to_onnx.py from a QAT checkpoint, or export/quantize_onnx.py --target tensorrt); there is no calibrator.
 
 Default shape profile of the input "image" (``--min/--opt/--max-shape`` override each; NxCxHxW or HxW,
 H and W multiples of the model's size multiple): opt = batch 1 at the metadata's input size;
@@ -73,6 +96,7 @@ from roadseg.models.core.tensorrt_glue import (
     make_logger,
     onnxruntime_hint,
     parse_shape,
+    tensorrt_major,
 )
 
 PRECISIONS = ("fp16", "int8")
@@ -228,6 +252,18 @@ def check_precision(precision: str, info: ModelInfo, where: Path) -> None:
                         "or build the FP32 ONNX with --precision fp16")
 
 
+def check_precision_for_tensorrt(precision: str, info: ModelInfo, where: Path, tensorrt_version: str) -> None:
+    """What the installed TensorRT version can build from this ONNX (after ``check_precision``).
+
+    TensorRT 11.x has no FP16 builder flag (strong typing only): an FP16 engine needs an FP16 ONNX.
+    """
+    if tensorrt_major(tensorrt_version) >= 11 and precision == "fp16" and info.precision != "fp16":
+        raise ToolError(f"{where}: is {info.precision}, and TensorRT {tensorrt_version} builds strongly typed networks "
+                        "only (no FP16 builder flag since 11.0), so it would give an FP32 engine; convert it first: "
+                        f"python export/to_fp16.py --model {where} (writes model_fp16.onnx behind a parity gate), "
+                        "then build that file with --precision fp16")
+
+
 def engine_info(info: ModelInfo, precision: str, onnx_sha256: str) -> ModelInfo:
     """The metadata the engine carries: an INT8 engine keeps its ONNX's int8-* precision (it says how)."""
     return info.with_changes(precision="fp16" if precision == "fp16" else info.precision, source=onnx_sha256)
@@ -338,13 +374,48 @@ def check_network_input(network, where: Path, profile: Profile) -> None:
                             "--opt-shape and --max-shape equal to it, or export with dynamic axes")
 
 
+@dataclass(frozen=True)
+class BuildPlan:
+    """How the installed TensorRT turns ``--precision`` into an engine (module docstring).
+
+    ``network_flags`` goes to ``Builder.create_network``; ``builder_flags`` names the ``BuilderFlag`` members
+    set for the precision (none on 11.x, where they no longer exist).
+    """
+
+    tensorrt_major: int
+    strongly_typed: bool
+    network_flags: int
+    builder_flags: tuple[str, ...]
+
+    def describe(self) -> str:
+        if self.strongly_typed:
+            return "strongly typed network (precision from the ONNX graph)"
+        return f"weakly typed network, builder flags {' + '.join(self.builder_flags)}"
+
+
+def build_plan(trt, precision: str) -> BuildPlan:
+    """TensorRT 10.x: weakly typed network (flags 0) with BuilderFlag.FP16 (+ INT8 for a Q/DQ ONNX).
+    TensorRT 11.x: NetworkDefinitionCreationFlag.STRONGLY_TYPED and no precision flag."""
+    major = tensorrt_major(trt.__version__)
+    if major == 10:
+        return BuildPlan(major, False, 0, ("FP16", "INT8") if precision == "int8" else ("FP16",))
+    creation_flags = getattr(trt, "NetworkDefinitionCreationFlag", None)
+    strongly_typed = getattr(creation_flags, "STRONGLY_TYPED", None)
+    # 11.x accepts the flag; should a later 11.x drop the member, strong typing is its only mode anyway
+    return BuildPlan(major, True, 1 << int(strongly_typed) if strongly_typed is not None else 0, ())
+
+
 def build_engine(trt, onnx_data: bytes, where: Path, spec: EngineSpec, timing_cache: Path | None,
                  verbose: bool = False) -> bytes:
-    """The serialized engine for ``spec``; a ToolError with TensorRT's first error when it cannot be built."""
+    """The serialized engine for ``spec``; a ToolError with TensorRT's first error when it cannot be built.
+
+    The network's typing and the precision flags follow ``build_plan`` (TensorRT 10.x or 11.x); everything
+    else (profile, workspace, DLA, optimization level, timing cache, progress) is the same on both.
+    """
+    plan = build_plan(trt, spec.precision)
     logger = make_logger(trt, verbose, write_above_progress_bars)
     builder = trt.Builder(logger)
-    # TensorRT 10 networks are always explicit batch. Not STRONGLY_TYPED: the precision flags below choose.
-    network = builder.create_network(0)
+    network = builder.create_network(plan.network_flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_data):
         first = " ".join(parser.get_error(0).desc().split()) if parser.num_errors else logger.last_error
@@ -353,9 +424,8 @@ def build_engine(trt, onnx_data: bytes, where: Path, spec: EngineSpec, timing_ca
     check_network_input(network, where, spec.profile)
 
     config = builder.create_builder_config()
-    config.set_flag(trt.BuilderFlag.FP16)
-    if spec.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)  # Q/DQ layers run INT8; FP16 stays on for the layers between
+    for name in plan.builder_flags:  # 10.x only; on 11.x the precision is in the graph
+        config.set_flag(getattr(trt.BuilderFlag, name))
     if spec.workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mib << 20)
     if spec.dla_core is not None:
@@ -394,7 +464,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                      add_help=add_help, prog="export/to_tensorrt.py")
     parser.add_argument("--model", type=Path, required=True, help="the .onnx (with roadseg metadata)")
     parser.add_argument("--precision", choices=PRECISIONS, required=True,
-                        help="fp16, or int8 from a Q/DQ ONNX (explicit quantization)")
+                        help="fp16 (TensorRT 11: from the model_fp16.onnx of export/to_fp16.py), or int8 from a "
+                             "Q/DQ ONNX (explicit quantization)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, help="engine cache folder (default: the ONNX's folder); "
                                                 "writes <onnx stem>.<key>.engine and .json")
@@ -432,6 +503,7 @@ def main(args: argparse.Namespace) -> int:
         require_qdq(args.model, allow_float_small_convs=info.precision == "int8-trt-ptq")
     profile = make_profile(info, args.min_shape, args.opt_shape, args.max_shape, args.max_batch)
     trt = import_tensorrt()
+    check_precision_for_tensorrt(args.precision, info, args.model, trt.__version__)
     gpu = cuda_gpu()
 
     onnx_data = args.model.read_bytes()
@@ -440,8 +512,9 @@ def main(args: argparse.Namespace) -> int:
                       dla_core=args.dla_core, optimization_level=args.opt_level)
     engine_path = args.engine or (args.out or args.model.parent) / f"{args.model.stem}.{spec.key()[:16]}.engine"
     timing_cache = args.timing_cache or default_timing_cache(engine_path.parent, spec)
+    typing = build_plan(trt, args.precision).describe()
     print(f"{args.model} -> {args.precision} engine for {gpu.name} (sm {gpu.compute_capability}), TensorRT "
-          f"{trt.__version__}, profile {format_profile(*profile.shapes())}")
+          f"{trt.__version__} ({typing}), profile {format_profile(*profile.shapes())}")
     manifest, reused = build_or_reuse(
         engine_path, spec, engine_info(info, args.precision, spec.onnx_sha256), args.model,
         lambda: build_engine(trt, onnx_data, args.model, spec, timing_cache, args.verbose))

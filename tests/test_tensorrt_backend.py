@@ -1,7 +1,11 @@
 """deploy/tensorrt_backend.py: the checks before an engine is deserialized (manifest, engine bytes, TensorRT version
 and GPU, input profile) and the errors without TensorRT run on any machine, as does the check that the builder
 (export/to_tensorrt.py) and this backend name the GPU alike (models/core/tensorrt_glue.py, with fakes for tensorrt and
-cuda-python); one real engine runs where TensorRT and a CUDA GPU exist, its logits compared with onnxruntime's."""
+cuda-python); one real engine runs where TensorRT and a CUDA GPU exist, its logits compared with onnxruntime's.
+
+The fakes (tensorrt 10.x and 11.x, cuda-python) prove only our plumbing, not how the real TensorRT or cuda-python
+behave: that needs the real-engine test at the end, on a GPU machine.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,16 @@ from roadseg.models.core.cli import ToolError
 from roadseg.models.core.engine_manifest import cache_key, manifest_path, read_manifest
 from roadseg.models.core.tensorrt_glue import Gpu, engine_target, gpu_identity
 from tests.conftest import REPO_ROOT
-from tests.test_tensorrt_build import INFO, PROFILE, SPEC, FakeTensorRT, Severity, tiny_onnx
+from tests.test_tensorrt_build import (
+    INFO,
+    PROFILE,
+    SPEC,
+    FakeTensorRT,
+    FakeTensorRT11,
+    Severity,
+    onnx_for_fp16_engine,
+    tiny_onnx,
+)
 
 ENGINE_BYTES = b"a serialized engine, as far as these tests go"
 
@@ -286,6 +299,39 @@ def test_the_gpu_the_builder_records_is_the_gpu_the_backend_accepts(tmp_path, mo
                            "TensorRT 10.9.0 and NVIDIA Thor (sm 8.7)", f"--model {onnx_path}")
 
 
+# the run time on TensorRT 11.x ----------------------------------------------------------------------------------
+class FakeTensorRT11Runtime(FakeTensorRT11):
+    """FakeTensorRT11 with FakeTensorRTRuntime's Runtime: reaching deserialization means every earlier check passed."""
+
+    Runtime = FakeTensorRTRuntime.Runtime
+    deserialize_cuda_engine = FakeTensorRTRuntime.deserialize_cuda_engine
+
+
+def test_an_engine_built_on_tensorrt_11_opens_on_tensorrt_11(tmp_path, monkeypatch):
+    """The 11.x builder path (strongly typed, from an FP16 ONNX) through to the backend's checks, with fakes only."""
+    trt = FakeTensorRT11Runtime()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    install_cudart(monkeypatch, "current", FakeCudart(b"NVIDIA Thor\0", 11, 0))
+    onnx_path = tiny_onnx(tmp_path / "model_fp16.onnx", INFO.with_changes(precision="fp16"))
+    engine_path = tmp_path / "model.engine"
+    args = trt_export.get_args_parser().parse_args(["--model", str(onnx_path), "--precision", "fp16",
+                                                    "--engine", str(engine_path)])
+    assert trt_export.main(args) == 0 and trt.flags == set()
+    assert read_manifest(manifest_path(engine_path))["components"]["tensorrt_version"] == "11.2.1"
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine_path)
+    one_line_error(caught, "TensorRT cannot deserialize it: fake TensorRT: deserializes nothing")
+
+
+def test_the_run_time_refuses_a_tensorrt_that_is_neither_10_nor_11(engine, monkeypatch):
+    trt = FakeTensorRTRuntime()
+    trt.__version__ = "12.0.0"
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    with pytest.raises(ToolError) as caught:
+        TensorRTBackend(engine)
+    one_line_error(caught, str(engine), "TensorRT 12.0.0 is not a version roadseg supports", "10.x or 11.x")
+
+
 # a real engine ------------------------------------------------------------------------------------------------
 def test_real_fp16_engine_matches_onnxruntime(tmp_path):
     trt = pytest.importorskip("tensorrt", exc_type=ImportError)
@@ -296,8 +342,9 @@ def test_real_fp16_engine_matches_onnxruntime(tmp_path):
         pytest.skip(f"needs a CUDA GPU ({reason})")
     onnx_path = tiny_onnx(tmp_path / "model.onnx")
     engine_path = tmp_path / "model.fp16.engine"
-    args = trt_export.get_args_parser().parse_args(["--model", str(onnx_path), "--precision", "fp16", "--engine",
-                                                    str(engine_path), "--max-shape", "2x3x64x128"])
+    args = trt_export.get_args_parser().parse_args(["--model", str(onnx_for_fp16_engine(trt, onnx_path)),
+                                                    "--precision", "fp16", "--engine", str(engine_path),
+                                                    "--max-shape", "2x3x64x128"])
     assert trt_export.main(args) == 0
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -1,5 +1,13 @@
 """export/to_tensorrt.py: argument checks, default profile, cache key, manifests and the engine cache run on any
-machine (TensorRT and the GPU are replaced where needed); one real FP16 build runs where both exist."""
+machine (TensorRT and the GPU are replaced where needed); one real FP16 build runs where both exist.
+
+The builder has one path per TensorRT major version (10.x: weakly typed network plus precision builder flags;
+11.x: strongly typed network, precision from the ONNX graph). Two distinct fakes model the two Python APIs:
+``FakeTensorRT`` (10.x) has ``BuilderFlag.FP16``/``INT8``, ``FakeTensorRT11`` does not, so a 10-style call on the
+11 path fails here as it would on the real 11.x. The fakes prove only our plumbing (which flags and creation flags
+each path passes, and what it refuses), not the real TensorRT API; that needs the real build tests at the end of
+this file, on a GPU machine (or export/gpu_check.py).
+"""
 
 from __future__ import annotations
 
@@ -59,6 +67,24 @@ def tiny_onnx(path, info: ModelInfo = INFO):
 @pytest.fixture
 def fp32_onnx(tmp_path):
     return tiny_onnx(tmp_path / "model.onnx")
+
+
+def onnx_for_fp16_engine(trt, fp32_path):
+    """What --precision fp16 builds from with this TensorRT: the FP32 file on 10.x (BuilderFlag.FP16), its FP16
+    conversion (export/to_fp16.py's converter, ModelOpt AutoCast) on 11.x, where strong typing takes the precision
+    from the graph. For the real-build tests, on a GPU machine."""
+    import numpy as np
+
+    from roadseg.export.to_fp16 import convert_to_fp16
+
+    if trt_export.tensorrt_major(trt.__version__) == 10:
+        return fp32_path
+    info = trt_export.read_onnx_info(fp32_path)
+    proto, _ = convert_to_fp16(fp32_path, [np.zeros((1, 3, *info.input_size), np.float32)])
+    write_onnx_info(proto, info.with_changes(precision="fp16"))
+    fp16_path = fp32_path.with_name(fp32_path.stem + "_fp16.onnx")
+    onnx.save(proto, str(fp16_path))
+    return fp16_path
 
 
 # argument checks --------------------------------------------------------------------------------------
@@ -256,16 +282,26 @@ def test_main_names_the_engine_by_key_and_reuses_it(fp32_onnx, tmp_path, monkeyp
     assert spec.profile == Profile(min=(1, 3, 32, 64), opt=(1, 3, 64, 128), max=(1, 3, 64, 128))
 
 
-# build_engine against a stand-in for the TensorRT 10 Python API --------------------------------------------
+# build_engine against stand-ins for the TensorRT 10.x and 11.x Python APIs ------------------------------------
 class Severity(enum.IntEnum):
     INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
 
 
+class CreationFlag(enum.IntEnum):  # NetworkDefinitionCreationFlag as the fakes spell it (values are the fakes' own)
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
 class FakeTensorRT:
-    """Just the part of the TensorRT 10 Python API that build_engine uses, recording what it is told."""
+    """Just the part of the TensorRT 10.x Python API that build_engine uses, recording what it is told.
+
+    10.x has the weak-typing precision flags (BuilderFlag.FP16, BuilderFlag.INT8) and offers STRONGLY_TYPED as an
+    opt-in creation flag. A stand-in: it proves our plumbing, not TensorRT's behaviour.
+    """
 
     __version__ = "10.9.0"
     BuilderFlag = SimpleNamespace(FP16="FP16", INT8="INT8", GPU_FALLBACK="GPU_FALLBACK")
+    NetworkDefinitionCreationFlag = CreationFlag
     MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     DeviceType = SimpleNamespace(DLA="DLA")
 
@@ -284,13 +320,14 @@ class FakeTensorRT:
         self.refuse_timing_cache = refuse_timing_cache  # as TensorRT does with another GPU's cache
         self.input = SimpleNamespace(name="image", shape=input_shape)
         self.flags, self.pools, self.shapes = set(), {}, {}
+        self.network_flags = None
         self.timing_cache = b""
 
     def Builder(self, logger):  # noqa: N802 (TensorRT's name)
         return self
 
     def create_network(self, flags):
-        assert flags == 0
+        self.network_flags = flags
         return SimpleNamespace(num_inputs=1, get_input=lambda index: self.input)
 
     def OnnxParser(self, network, logger):  # noqa: N802
@@ -340,6 +377,7 @@ def test_build_engine_sets_precision_workspace_dla_profile_and_timing_cache(tmp_
     spec = dataclasses.replace(SPEC, precision="int8", workspace_mib=256, dla_core=1, optimization_level=4)
     assert trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", spec, cache) == b"ENGINE"
     assert trt.flags == {"FP16", "INT8", "GPU_FALLBACK"} and trt.pools == {"WORKSPACE": 256 << 20}
+    assert trt.network_flags == 0  # TensorRT 10.x: weakly typed, the flags choose the precision
     assert (trt.default_device_type, trt.DLA_core, trt.builder_optimization_level) == ("DLA", 1, 4)
     assert trt.shapes == {"image": PROFILE.shapes()}
     assert cache.read_bytes() == b"old+tuned"  # loaded, then saved back with what this build measured
@@ -356,6 +394,126 @@ def test_a_refused_timing_cache_is_replaced_not_fatal(tmp_path, capsys):
     trt = FakeTensorRT(refuse_timing_cache=True)
     assert trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", SPEC, cache) == b"ENGINE"
     assert "ignoring timing cache" in capsys.readouterr().out and cache.read_bytes() == b"+tuned"
+
+
+class FakeTensorRT11(FakeTensorRT):
+    """The same stand-in as FakeTensorRT, for the TensorRT 11.x Python API: weak typing is gone, so BuilderFlag has no
+    FP16, INT8 (nor any other precision member); a code path that touches them raises AttributeError, as the real
+    11.x would. Every network is strongly typed (STRONGLY_TYPED is still accepted). It proves our plumbing only."""
+
+    __version__ = "11.2.1"
+    BuilderFlag = SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK")
+
+
+def test_the_two_fakes_differ_where_the_two_apis_differ():
+    assert hasattr(FakeTensorRT.BuilderFlag, "FP16") and hasattr(FakeTensorRT.BuilderFlag, "INT8")
+    assert not hasattr(FakeTensorRT11.BuilderFlag, "FP16") and not hasattr(FakeTensorRT11.BuilderFlag, "INT8")
+
+
+@pytest.mark.parametrize(("precision", "flags"), [("fp16", {"FP16"}), ("int8", {"FP16", "INT8"})])
+def test_tensorrt_10_builds_a_weakly_typed_network_with_precision_flags(tmp_path, precision, flags):
+    trt = FakeTensorRT()
+    spec = dataclasses.replace(SPEC, precision=precision)
+    assert trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", spec, None) == b"ENGINE"
+    assert trt.network_flags == 0 and trt.flags == flags
+    plan = trt_export.build_plan(trt, precision)
+    assert (plan.tensorrt_major, plan.strongly_typed) == (10, False) and "builder flags" in plan.describe()
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_11_builds_a_strongly_typed_network_without_precision_flags(tmp_path, precision):
+    trt = FakeTensorRT11()
+    spec = dataclasses.replace(SPEC, tensorrt_version="11.2.1", precision=precision)
+    assert trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", spec, tmp_path / "timing.cache") == b"ENGINE"
+    assert trt.network_flags == 1 << int(CreationFlag.STRONGLY_TYPED) and trt.flags == set()
+    assert trt.shapes == {"image": PROFILE.shapes()} and (tmp_path / "timing.cache").exists()  # the rest as on 10.x
+    plan = trt_export.build_plan(trt, precision)
+    assert (plan.tensorrt_major, plan.strongly_typed, plan.builder_flags) == (11, True, ())
+
+
+def test_tensorrt_11_keeps_dla_and_its_gpu_fallback(tmp_path):
+    trt = FakeTensorRT11()
+    trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", dataclasses.replace(SPEC, dla_core=0), None)
+    assert trt.flags == {"GPU_FALLBACK"} and (trt.default_device_type, trt.DLA_core) == ("DLA", 0)
+
+
+def test_a_weak_typing_call_on_the_11_fake_fails(tmp_path, monkeypatch):
+    """Guards the fake itself: were build_engine to set a 10.x precision flag on 11.x, this is how it would fail."""
+    monkeypatch.setattr(trt_export, "build_plan", lambda trt, precision: trt_export.BuildPlan(11, False, 0, ("FP16",)))
+    with pytest.raises(AttributeError, match="FP16"):
+        trt_export.build_engine(FakeTensorRT11(), b"onnx", tmp_path / "m.onnx", SPEC, None)
+
+
+def test_tensorrt_11_without_the_creation_flag_member_still_builds_strongly_typed(tmp_path):
+    trt = FakeTensorRT11()
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace()  # should a later 11.x drop it: strong typing is the only mode
+    trt_export.build_engine(trt, b"onnx", tmp_path / "m.onnx", SPEC, None)
+    assert trt.network_flags == 0 and trt.flags == set()
+
+
+@pytest.mark.parametrize(("version", "fragment"), [
+    ("12.0.1", "TensorRT 12.0.1 is not a version roadseg supports (it speaks TensorRT 10.x or 11.x)"),
+    ("9.2.0", "TensorRT 9.2.0 is too old"),
+    ("banana", "TensorRT banana is not a version roadseg supports"),
+])
+def test_a_tensorrt_that_is_neither_10_nor_11_is_one_line(tmp_path, fp32_onnx, monkeypatch, version, fragment):
+    trt = FakeTensorRT()
+    trt.__version__ = version
+    with pytest.raises(ToolError) as caught:
+        trt_export.build_plan(trt, "fp16")
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+    monkeypatch.setattr(trt_export, "import_tensorrt", lambda: SimpleNamespace(__version__=version))
+    monkeypatch.setattr(trt_export, "cuda_gpu", lambda: Gpu("NVIDIA Orin", "8.7"))
+    args = get_args_parser().parse_args(["--model", str(fp32_onnx), "--precision", "fp16", "--out", str(tmp_path)])
+    with pytest.raises(ToolError, match=fragment.split(" is ")[0]):
+        trt_export.main(args)
+    assert not list(tmp_path.glob("*.engine"))
+
+
+def test_tensorrt_11_refuses_fp16_from_an_fp32_onnx_and_says_how_to_convert(tmp_path):
+    where = tmp_path / "model_fp32.onnx"
+    with pytest.raises(ToolError) as caught:
+        trt_export.check_precision_for_tensorrt("fp16", INFO, where, "11.2.1")
+    message = str(caught.value)
+    assert "\n" not in message and "strongly typed" in message and f"export/to_fp16.py --model {where}" in message
+    # accepted: an FP16 ONNX on 11.x, a Q/DQ ONNX for int8 on 11.x, and anything 10.x could build before
+    trt_export.check_precision_for_tensorrt("fp16", INFO.with_changes(precision="fp16"), where, "11.2.1")
+    trt_export.check_precision_for_tensorrt("int8", INFO.with_changes(precision="int8-qat-qdq"), where, "11.2.1")
+    trt_export.check_precision_for_tensorrt("fp16", INFO, where, "10.9.0")
+    trt_export.check_precision_for_tensorrt("fp16", INFO.with_changes(precision="fp16"), where, "10.9.0")
+
+
+@pytest.mark.parametrize(("fake", "onnx_precision", "network_flags", "flags"), [
+    (FakeTensorRT, "fp32", 0, {"FP16"}),
+    (FakeTensorRT, "fp16", 0, {"FP16"}),
+    (FakeTensorRT11, "fp16", 1 << int(CreationFlag.STRONGLY_TYPED), set()),
+], ids=["10.x-from-fp32", "10.x-from-fp16", "11.x-from-fp16"])
+def test_main_builds_fp16_on_each_version(tmp_path, monkeypatch, fake, onnx_precision, network_flags, flags):
+    """From main() to build_engine with the fake tensorrt module in place of the real one (import_tensorrt, the version
+    check and build_plan all see it); the GPU is a stand-in too."""
+    trt = fake()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_export, "cuda_gpu", lambda: Gpu("NVIDIA Orin", "8.7"))
+    onnx_path = tiny_onnx(tmp_path / f"model_{onnx_precision}.onnx", INFO.with_changes(precision=onnx_precision))
+    args = get_args_parser().parse_args(["--model", str(onnx_path), "--precision", "fp16", "--out", str(tmp_path)])
+    assert trt_export.main(args) == 0
+    assert (trt.network_flags, trt.flags) == (network_flags, flags)
+    engine = next(tmp_path.glob("*.engine"))
+    components = read_manifest(manifest_path(engine))["components"]
+    assert (components["tensorrt_version"], components["precision"]) == (fake.__version__, "fp16")
+
+
+def test_main_on_tensorrt_11_refuses_fp16_from_fp32_before_touching_the_gpu(fp32_onnx, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT11())
+
+    def no_gpu_needed():
+        raise AssertionError("the refusal comes first")
+
+    monkeypatch.setattr(trt_export, "cuda_gpu", no_gpu_needed)
+    args = get_args_parser().parse_args(["--model", str(fp32_onnx), "--precision", "fp16", "--out", str(tmp_path)])
+    with pytest.raises(ToolError, match="export/to_fp16.py"):
+        trt_export.main(args)
 
 
 @pytest.mark.parametrize(("trt", "spec", "fragment"), [
@@ -407,7 +565,7 @@ def test_real_fp16_build_deserializes_and_writes_its_manifest(fp32_onnx, tmp_pat
     if gpu is None:
         pytest.skip(f"needs a CUDA GPU ({reason})")
     engine_path = tmp_path / "model.fp16.engine"
-    args = get_args_parser().parse_args(["--model", str(fp32_onnx), "--precision", "fp16",
+    args = get_args_parser().parse_args(["--model", str(onnx_for_fp16_engine(trt, fp32_onnx)), "--precision", "fp16",
                                          "--engine", str(engine_path)])
     assert trt_export.main(args) == 0
     manifest = read_manifest(manifest_path(engine_path))

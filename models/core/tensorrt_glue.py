@@ -5,9 +5,17 @@ export/to_tensorrt.py builds an engine and writes into its cache key and manifes
 an engine built elsewhere. Both sides take those fields from ``engine_target`` and the GPU from
 ``gpu_identity``, so an engine is never refused because the two spelled the same GPU differently.
 Also here: importing tensorrt (one-line error pointing to onnxruntime, the CPU path) and cuda-python
-(either package layout), checking CUDA calls, TensorRT's logger, and the shape strings of both sides.
+(either package layout), which TensorRT major versions roadseg speaks, checking CUDA calls, TensorRT's
+logger, and the shape strings of both sides.
 
-    trt = import_tensorrt()                       # ToolError without tensorrt >= 10
+TensorRT versions: 10.x and 11.x. They differ in how an engine gets its precision (the builder picks the
+path, export/to_tensorrt.py): 10.x networks are weakly typed, reduced precision comes from builder flags
+(``BuilderFlag.FP16``, ``BuilderFlag.INT8`` with Q/DQ); 11.x removed weak typing, every network is strongly
+typed and the precision comes from the ONNX graph (an FP16/mixed ONNX, or Q/DQ for INT8). JetPack 6 (Jetson
+Orin) ships TensorRT 10.x and stays on the 10.x path. Any other major version is refused in one line.
+
+    trt = import_tensorrt()                       # ToolError without tensorrt 10.x or 11.x
+    tensorrt_major(trt.__version__)               # 10 or 11
     cudart = import_cudart()                      # ToolError without cuda-python
     gpu = gpu_identity(cudart)                    # Gpu("NVIDIA Orin", "8.7", 0): the current device
     engine_target(trt.__version__, gpu)           # {"tensorrt_version", "gpu_name", "compute_capability"}
@@ -27,6 +35,8 @@ from roadseg.models.core.cli import ToolError
 INPUT_NAME = "image"  # the builder's shape profile and the run time's binding both name the input this
 OUTPUT_NAME = "logits"
 MIN_TENSORRT_MAJOR = 10
+# 10: weakly typed networks, precision builder flags (JetPack 6 / Jetson Orin stays here); 11: strongly typed only.
+SUPPORTED_TENSORRT_MAJORS = (10, 11)
 
 Shape = tuple[int, ...]
 
@@ -43,17 +53,35 @@ def _one_line(text) -> str:
 
 # tensorrt ---------------------------------------------------------------------------------------------
 def import_tensorrt(where: str | None = None, onnx: str | None = None):
-    """The tensorrt module (>= 10), or a one-line ToolError (prefixed with ``where``) saying what is missing."""
+    """The tensorrt module (10.x or 11.x), or a one-line ToolError (prefixed with ``where``) saying what is missing."""
     prefix = f"{where}: " if where else ""
     try:
         import tensorrt as trt
     except (ImportError, OSError) as err:  # OSError: the wheel is there, its CUDA libraries are not
         raise ToolError(f"{prefix}the tensorrt package is not available ({_one_line(err)}); {onnxruntime_hint(onnx)}, "
                         "or install it on a machine with an NVIDIA GPU: pip install -e '.[tensorrt]'") from None
-    if int(trt.__version__.split(".")[0]) < MIN_TENSORRT_MAJOR:
-        raise ToolError(f"{prefix}TensorRT {trt.__version__} is too old: roadseg needs TensorRT >= "
-                        f"{MIN_TENSORRT_MAJOR}; {onnxruntime_hint(onnx)}")
+    tensorrt_major(trt.__version__, where, onnx)
     return trt
+
+
+def tensorrt_major(version: str, where: str | None = None, onnx: str | None = None) -> int:
+    """The major version of TensorRT ``version`` when roadseg speaks it (10 or 11), else a one-line ToolError.
+
+    10.x: weakly typed networks, precision from builder flags. 11.x: strongly typed networks only, precision
+    from the ONNX graph. Both sides (builder and run time) call this, so neither meets an API it was not
+    written for.
+    """
+    prefix = f"{where}: " if where else ""
+    head = str(version).split(".")[0]
+    major = int(head) if head.isascii() and head.isdigit() else None
+    if major is not None and major < MIN_TENSORRT_MAJOR:
+        raise ToolError(f"{prefix}TensorRT {version} is too old: roadseg needs TensorRT >= "
+                        f"{MIN_TENSORRT_MAJOR}; {onnxruntime_hint(onnx)}")
+    if major not in SUPPORTED_TENSORRT_MAJORS:
+        known = " or ".join(f"{m}.x" for m in SUPPORTED_TENSORRT_MAJORS)
+        raise ToolError(f"{prefix}TensorRT {version} is not a version roadseg supports (it speaks TensorRT {known}); "
+                        f"install one of those, or {onnxruntime_hint(onnx)}")
+    return major
 
 
 def make_logger(trt, verbose: bool = False, write: Callable[[str], None] | None = None):
