@@ -1,7 +1,10 @@
 """Inference backends behind one small interface: load a model, infer a preprocessed batch, describe itself.
 
 - ``OnnxRuntimeBackend`` (.onnx): execution providers picked in order of preference among those
-  available: TensorRT, CUDA, CPU (or the ones asked for); CPU threads configurable.
+  available: TensorRT, CUDA, CPU (or the ones asked for); CPU threads configurable. With onnxruntime's
+  TensorRT execution provider it is the GPU path without an extra step (no ``roadseg engine``): the EP
+  builds a TensorRT engine on the first run and keeps it, and its timing cache, on disk, so later runs
+  load it (``tensorrt_provider_options``).
 - ``TensorRTBackend`` (.engine, ``roadseg.deploy.tensorrt_backend``). Deploy never imports torch:
   a .pt checkpoint is exported first (``roadseg export``).
 
@@ -15,6 +18,7 @@ never from re-typed flags; a model without it needs ``info`` given explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,6 +30,10 @@ from roadseg.models.core.model_metadata import ModelInfo
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 INPUT_NAME = "image"
+TENSORRT_EP = "TensorrtExecutionProvider"
+# ONNX precisions whose Q/DQ nodes TensorRT runs as INT8 (symmetric int8). int8-ort-ptq is onnxruntime's CPU format
+# (uint8 activations with zero points), which TensorRT does not run as INT8.
+TENSORRT_QDQ_PRECISIONS = ("int8-qat-qdq", "int8-trt-ptq")
 
 
 class Backend:
@@ -58,6 +66,58 @@ def choose_providers(available: list[str], requested: list[str] | None = None) -
     return chosen or ["CPUExecutionProvider"]
 
 
+def ort_tensorrt_cache_root(environ: dict | None = None) -> Path:
+    """Where onnxruntime's TensorRT EP keeps roadseg's engines and timing cache: ``$XDG_CACHE_HOME/roadseg/ort-trt``
+    (``~/.cache/roadseg/ort-trt`` when XDG_CACHE_HOME is unset or not absolute, as the XDG spec says)."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path(environ.get("HOME") or Path.home()) / ".cache"
+    return root / "roadseg" / "ort-trt"
+
+
+def tensorrt_provider_options(model_sha256: str, precision: str, cache_root: str | os.PathLike | None = None,
+                              ort_version: str = "") -> dict[str, str]:
+    """The options for onnxruntime's TensorrtExecutionProvider (a pure function; the names are the EP's own).
+
+    Engine cache and timing cache on disk (``trt_engine_cache_enable``/``_path``, ``trt_timing_cache_enable``/
+    ``_path``), so the first session builds the engine and later ones load it. The EP names a cached engine after
+    the graph's structure, not its weights, so each model file (by sha256) and precision mode gets its own engine
+    folder (``<root>/engines/[<ort version>/]<sha16>-<mode>``): a retrained model under the same name is never
+    served a stale engine. The timing cache holds kernel timings only and is shared by all models
+    (``<root>/timing``). Precision: ``trt_fp16_enable`` for FP32 and FP16 models; ``trt_int8_enable`` as well for
+    Q/DQ files TensorRT runs as INT8 (int8-qat-qdq, int8-trt-ptq; explicit quantization, no calibration table).
+
+    These flags are TensorRT 10.x's weak typing. With an onnxruntime built on TensorRT 11.x (strongly typed only)
+    the precision comes from the graph: give it ``model_fp16.onnx`` (export/to_fp16.py) for FP16.
+    """
+    root = Path(cache_root) if cache_root is not None else ort_tensorrt_cache_root()
+    int8 = precision in TENSORRT_QDQ_PRECISIONS
+    engines = root / "engines"
+    if ort_version:
+        engines = engines / f"onnxruntime-{ort_version}"
+    options = {"trt_engine_cache_enable": "True",
+               "trt_engine_cache_path": str(engines / f"{model_sha256[:16]}-{'int8' if int8 else 'fp16'}"),
+               "trt_timing_cache_enable": "True",
+               "trt_timing_cache_path": str(root / "timing"),
+               "trt_fp16_enable": "True"}
+    if int8:
+        options["trt_int8_enable"] = "True"
+    return options
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provider_list(providers: list[str], options: dict[str, dict[str, str]]) -> list:
+    """``providers`` as onnxruntime takes them: a name, or (name, options) where options are given for it."""
+    return [(name, options[name]) if name in options else name for name in providers]
+
+
 def check_shapes(path: Path, inputs: list, outputs: list, info: ModelInfo, input_name: str) -> None:
     """A model exported elsewhere must take (N, 3, H, W) at the given size and give one logit per class
     (dimensions that are not fixed integers are dynamic)."""
@@ -82,12 +142,25 @@ class OnnxRuntimeBackend(Backend):
         self.path = Path(path)
         self.threads = threads
         providers = choose_providers(ort.get_available_providers(), providers)
-        self.session = checked_onnx_session(self.path, threads=threads, providers=providers)
+        self.provider_options: dict[str, dict[str, str]] = {}
+        if TENSORRT_EP in providers:
+            # the EP's precision flags depend on the file's precision: read its metadata first (a CPU session)
+            precision = (info or self._probe_info()).precision
+            options = tensorrt_provider_options(file_sha256(self.path), precision, ort_version=ort.__version__)
+            for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+                Path(options[key]).mkdir(parents=True, exist_ok=True)
+            self.provider_options[TENSORRT_EP] = options
+        self.session = checked_onnx_session(self.path, threads=threads,
+                                            providers=provider_list(providers, self.provider_options))
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = info or ModelInfo.from_props(props, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
         self._check_shapes()
         self._runtime_errors = (state.InvalidArgument, state.Fail, state.RuntimeException, state.NotImplemented)
+
+    def _probe_info(self) -> ModelInfo:
+        probe = checked_onnx_session(self.path, providers=["CPUExecutionProvider"])
+        return ModelInfo.from_props(probe.get_modelmeta().custom_metadata_map, str(self.path))
 
     def _check_shapes(self) -> None:
         check_shapes(self.path, self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape, self.info,
@@ -101,8 +174,15 @@ class OnnxRuntimeBackend(Backend):
                             f"{str(err).splitlines()[0]}") from None
 
     def describe(self) -> dict:
-        return {**super().describe(), "provider": self.session.get_providers()[0],
-                "threads": self.threads or "onnxruntime default (one per physical core)"}
+        described = {**super().describe(), "provider": self.session.get_providers()[0],
+                     "threads": self.threads or "onnxruntime default (one per physical core)"}
+        if TENSORRT_EP in self.session.get_providers() and TENSORRT_EP in self.provider_options:
+            options = self.provider_options[TENSORRT_EP]
+            described["tensorrt_ep"] = {"engine_cache": options["trt_engine_cache_path"],
+                                        "timing_cache": options["trt_timing_cache_path"],
+                                        "fp16": options["trt_fp16_enable"] == "True",
+                                        "int8": options.get("trt_int8_enable") == "True"}
+        return described
 
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")

@@ -3,8 +3,10 @@ and GPU, input profile) and the errors without TensorRT run on any machine, as d
 (export/to_tensorrt.py) and this backend name the GPU alike (models/core/tensorrt_glue.py, with fakes for tensorrt and
 cuda-python); one real engine runs where TensorRT and a CUDA GPU exist, its logits compared with onnxruntime's.
 
-The fakes (tensorrt 10.x and 11.x, cuda-python) prove only our plumbing, not how the real TensorRT or cuda-python
-behave: that needs the real-engine test at the end, on a GPU machine.
+Also here: the options deploy/backends.py gives onnxruntime's TensorRT execution provider (engine and timing caches
+on disk, FP16/INT8 by the file's precision), checked as a pure function and through the backend's constructor with
+the session itself on CPU. The fakes (tensorrt 10.x and 11.x, cuda-python, the EP being "available") prove only our
+plumbing, not how the real TensorRT, cuda-python or onnxruntime behave: that is export/gpu_check.py's job on a GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import enum
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
@@ -20,7 +23,14 @@ import pytest
 
 import roadseg.deploy.tensorrt_backend as trt_backend
 import roadseg.export.to_tensorrt as trt_export
-from roadseg.deploy.backends import open_backend
+from roadseg.deploy import backends as deploy_backends
+from roadseg.deploy.backends import (
+    OnnxRuntimeBackend,
+    open_backend,
+    ort_tensorrt_cache_root,
+    provider_list,
+    tensorrt_provider_options,
+)
 from roadseg.deploy.tensorrt_backend import TensorRTBackend, check_engine_compatible, check_input_shape
 from roadseg.export.to_tensorrt import make_manifest, write_manifest
 from roadseg.models.core.cli import ToolError
@@ -330,6 +340,91 @@ def test_the_run_time_refuses_a_tensorrt_that_is_neither_10_nor_11(engine, monke
     with pytest.raises(ToolError) as caught:
         TensorRTBackend(engine)
     one_line_error(caught, str(engine), "TensorRT 12.0.0 is not a version roadseg supports", "10.x or 11.x")
+
+
+# onnxruntime's TensorRT execution provider ------------------------------------------------------------------------
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-ort-ptq"])
+def test_ep_options_fp16_with_engine_and_timing_caches_on_disk(tmp_path, precision):
+    options = tensorrt_provider_options(SHA_A, precision, tmp_path)
+    assert options == {"trt_engine_cache_enable": "True",
+                       "trt_engine_cache_path": str(tmp_path / "engines" / f"{SHA_A[:16]}-fp16"),
+                       "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(tmp_path / "timing"),
+                       "trt_fp16_enable": "True"}  # int8-ort-ptq: uint8 Q/DQ for the CPU, not TensorRT's INT8
+
+
+@pytest.mark.parametrize("precision", ["int8-qat-qdq", "int8-trt-ptq"])
+def test_ep_options_int8_for_tensorrt_qdq_files(tmp_path, precision):
+    options = tensorrt_provider_options(SHA_A, precision, tmp_path, ort_version="1.32.0")
+    assert options["trt_int8_enable"] == options["trt_fp16_enable"] == "True"
+    assert options["trt_engine_cache_path"] == str(tmp_path / "engines" / "onnxruntime-1.32.0" / f"{SHA_A[:16]}-int8")
+    assert options["trt_timing_cache_path"] == str(tmp_path / "timing")
+
+
+def test_each_model_and_mode_gets_its_own_engine_folder_and_all_share_the_timing_cache(tmp_path):
+    paths = {tensorrt_provider_options(sha, precision, tmp_path)["trt_engine_cache_path"]
+             for sha in (SHA_A, SHA_B) for precision in ("fp32", "int8-qat-qdq")}
+    assert len(paths) == 4
+    timing = {tensorrt_provider_options(sha, "fp32", tmp_path)["trt_timing_cache_path"] for sha in (SHA_A, SHA_B)}
+    assert len(timing) == 1
+
+
+def test_the_cache_root_follows_xdg_cache_home(tmp_path):
+    assert ort_tensorrt_cache_root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "roadseg" / "ort-trt"
+    for environ in ({"HOME": str(tmp_path)}, {"HOME": str(tmp_path), "XDG_CACHE_HOME": "relative/cache"},
+                    {"HOME": str(tmp_path), "XDG_CACHE_HOME": ""}):
+        assert ort_tensorrt_cache_root(environ) == tmp_path / ".cache" / "roadseg" / "ort-trt"
+
+
+def test_provider_list_gives_options_only_to_their_provider():
+    options = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
+    assert provider_list(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], options) == [
+        ("TensorrtExecutionProvider", {"trt_fp16_enable": "True"}), "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_list(["CPUExecutionProvider"], options) == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(("precision", "int8"), [("fp32", False), ("int8-qat-qdq", True)])
+def test_the_backend_passes_the_options_when_the_tensorrt_ep_is_chosen(tmp_path, monkeypatch, precision, int8):
+    """onnxruntime here has no TensorRT EP: it is made to look available, and the session that would get it is
+    recorded and then created on the CPU. Checks the wiring only (metadata read first, folders made, options given)."""
+    import onnxruntime as ort
+
+    onnx_path = tiny_onnx(tmp_path / "model.onnx", INFO.with_changes(precision=precision))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    asked, real_session = [], deploy_backends.checked_onnx_session
+
+    def recording_session(path, **kwargs):
+        asked.append(kwargs.get("providers"))
+        return real_session(path, **{**kwargs, "providers": ["CPUExecutionProvider"]})
+
+    monkeypatch.setattr(deploy_backends, "checked_onnx_session", recording_session)
+    backend = OnnxRuntimeBackend(onnx_path)
+    name, options = asked[-1][0]
+    assert name == "TensorrtExecutionProvider" and asked[-1][1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert asked[0] == ["CPUExecutionProvider"]  # the metadata probe
+    root = tmp_path / "cache" / "roadseg" / "ort-trt"
+    sha = trt_export.sha256_hex(onnx_path.read_bytes())
+    assert options == tensorrt_provider_options(sha, precision, root, ort_version=ort.__version__)
+    assert ("trt_int8_enable" in options) is int8
+    assert Path(options["trt_engine_cache_path"]).is_dir() and Path(options["trt_timing_cache_path"]).is_dir()
+    assert backend.info.precision == precision
+
+    asked.clear()
+    OnnxRuntimeBackend(onnx_path, info=INFO.with_changes(precision=precision))
+    assert len(asked) == 1  # with the model's info given there is nothing to probe
+
+
+def test_without_the_tensorrt_ep_no_options_are_passed(tmp_path, monkeypatch):
+    onnx_path = tiny_onnx(tmp_path / "model.onnx")
+    asked, real_session = [], deploy_backends.checked_onnx_session
+    monkeypatch.setattr(deploy_backends, "checked_onnx_session",
+                        lambda path, **kwargs: asked.append(kwargs["providers"]) or real_session(path, **kwargs))
+    backend = OnnxRuntimeBackend(onnx_path, providers=["CPUExecutionProvider"])
+    assert asked == [["CPUExecutionProvider"]] and "tensorrt_ep" not in backend.describe()
 
 
 # a real engine ------------------------------------------------------------------------------------------------
