@@ -38,7 +38,7 @@ from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, 
 from roadseg.models.complexity import count_params_and_macs
 from roadseg.models.core.arch_widths import all_widths
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, require_output_folder
 from roadseg.models.core.road_labels import DATASETS, IGNORE
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.unet import GN_MAX_GROUPS
@@ -265,6 +265,7 @@ def check_args(args) -> None:
     resolve_splits(args)
     if args.ratio is not None and not 0 < args.ratio < MAX_RATIO:
         raise ToolError(f"--ratio {args.ratio}: expected between 0 and {MAX_RATIO}")
+    require_output_folder(args.out)
     if (args.out / "prune_report.json").exists():
         raise ToolError(f"--out {args.out}: already holds a finished pruning run; choose another --out")
 

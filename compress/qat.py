@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from roadseg.compress.fine_tuning import fine_tune_args
 from roadseg.models.checkpoint import file_sha256, load_model, make_checkpoint, save_checkpoint
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_float, positive_int, run
-from roadseg.models.core.fileio import atomic_write_json
+from roadseg.models.core.fileio import atomic_write_json, require_output_folder
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.quantization import QAT_CONFIG_NAME, quantize
@@ -65,6 +65,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def check_args(args) -> None:
     resolve_splits(args)
+    require_output_folder(args.out)
     if (args.out / "qat_report.json").exists():
         raise ToolError(f"--out {args.out}: already holds a finished QAT run; choose another --out")
 

@@ -37,7 +37,7 @@ from roadseg.deploy.backends import BACKENDS, Backend, open_backend
 from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
 from roadseg.deploy.latency import cpu_model, percentiles_ms
 from roadseg.models.core.cli import ToolError, image_size, non_negative_int, positive_int, run
-from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json, require_output_folder
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.core.zoo import resolve_model
@@ -80,6 +80,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    if args.out is not None:
+        require_output_folder(args.out)
     if args.dataset and args.dataset != "synthetic" and args.data_path is None:
         raise ToolError(f"--dataset {args.dataset} needs --data-path")
     args.model = [resolve_model(model) for model in args.model]

@@ -57,3 +57,19 @@ def test_json_outputs_have_no_bare_nan(tmp_path):
     path = atomic_write_json(tmp_path / "r.json", {"iou": float("nan"), "rows": [1.0, float("inf")]})
     assert json.loads(path.read_text()) == {"iou": None, "rows": [1.0, None]}
     assert json_text({"x": float("-inf")}, indent=None) == '{"x": null}'
+
+
+def test_a_finished_model_is_not_overwritten_and_a_file_is_not_a_folder(synthetic_root, tmp_path):
+    from roadseg.models.core.cli import ToolError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"an earlier model")
+    args = get_args_parser().parse_args(fit_args(synthetic_root, out, "--epochs", 1, "--batch-size", 2))
+    with pytest.raises(ToolError, match="already holds a trained model \\(best.pt\\).*--overwrite"):
+        run_training(args)
+    assert (out / "best.pt").read_bytes() == b"an earlier model"
+    (tmp_path / "a_file").write_text("x")
+    args = get_args_parser().parse_args(fit_args(synthetic_root, tmp_path / "a_file", "--epochs", 1))
+    with pytest.raises(ToolError, match="is a file, not a folder"):
+        run_training(args)

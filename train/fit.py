@@ -45,7 +45,7 @@ from roadseg.models.checkpoint import (
 )
 from roadseg.models.complexity import count_params_and_macs
 from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_float, positive_int, run
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, json_text
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, json_text, require_output_folder
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from roadseg.models.core.road_labels import DATASETS, ROAD
 from roadseg.models.core.road_metrics import format_table, road_metrics
@@ -66,7 +66,7 @@ from roadseg.train.road_datasets import (
 from roadseg.train.sampling import EpochBatchSampler, KeyedAugmentation
 
 # Flags a resumed run may change: where and how it runs, not what it computes.
-RESUME_MAY_CHANGE = {"resume", "out", "workers", "device", "save_every", "json", "data_path"}
+RESUME_MAY_CHANGE = {"resume", "overwrite", "out", "workers", "device", "save_every", "json", "data_path"}
 
 # Tests set this to make the trainer SIGKILL itself right after the given optimiser step.
 KILL_AFTER_STEP_ENV = "ROADSEG_FAULT_KILL_AFTER_STEP"
@@ -110,6 +110,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     run_group = p.add_argument_group("run")
     run_group.add_argument("--out", type=Path, required=True, help="output folder")
     run_group.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    run_group.add_argument("--overwrite", action="store_true",
+                           help="train anew into an --out that holds a finished model (its files are replaced)")
     run_group.add_argument("--save-every", type=non_negative_int, default=0,
                            help="also write last.pt every N iterations")
     run_group.add_argument("--eval-every", type=positive_int, default=1,
@@ -429,6 +431,11 @@ def run_training(args: argparse.Namespace, model: torch.nn.Module | None = None,
                  meta: dict | None = None) -> tuple[dict, torch.nn.Module]:
     """Train (or resume with ``args.resume``) into ``args.out``; returns (report, trained model)."""
     check_args(args)
+    require_output_folder(args.out)
+    finished = [name for name in ("best.pt", "train_report.json") if (args.out / name).exists()]
+    if finished and not (args.out / "last.pt").exists() and not args.overwrite:
+        raise ToolError(f"--out {args.out}: already holds a trained model ({', '.join(finished)}); choose another "
+                        "--out, or pass --overwrite to train a new one there")
     if (args.out / "last.pt").exists() and not args.resume:
         raise ToolError(f"--out {args.out}: already holds a run (last.pt); pass --resume to continue it "
                         "or choose another --out")
