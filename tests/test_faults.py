@@ -73,3 +73,55 @@ def test_a_finished_model_is_not_overwritten_and_a_file_is_not_a_folder(syntheti
     args = get_args_parser().parse_args(fit_args(synthetic_root, tmp_path / "a_file", "--epochs", 1))
     with pytest.raises(ToolError, match="is a file, not a folder"):
         run_training(args)
+
+
+def test_written_files_get_the_umask_permissions_and_stale_temporaries_go(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from roadseg.models.core.fileio import atomic_path, atomic_write_bytes
+
+    old = os.umask(0o027)
+    try:
+        assert (atomic_write_bytes(tmp_path / "a.json", b"{}").stat().st_mode & 0o777) == 0o640
+        with atomic_path(tmp_path / "v.mp4") as tmp:
+            tmp.write_bytes(b"video")
+        assert ((tmp_path / "v.mp4").stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".a.json.{dead.pid}.x1y2.tmp"  # what a writer killed mid-write leaves
+    stale.write_bytes(b"half")
+    live = tmp_path / f".a.json.{os.getppid()}.z3.tmp"  # a live process's write in progress is left alone
+    live.write_bytes(b"busy")
+    atomic_write_bytes(tmp_path / "a.json", b"[]")
+    assert not stale.exists() and live.exists() and (tmp_path / "a.json").read_bytes() == b"[]"
+
+
+@pytest.mark.slow
+def test_empty_foreign_and_custom_op_models_are_one_line(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, write_onnx_info
+    from tests.conftest import assert_one_line_error, run_script
+
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    graph = helper.make_graph([helper.make_node("RoadOp", ["image"], ["logits"], domain="com.example")], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 64])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, 32, 64])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    write_onnx_info(model, ModelInfo(arch={"depth": 2}, meta={"input_size": [32, 64], "mean": list(IMAGENET_MEAN),
+                                                               "std": list(IMAGENET_STD)}))
+    onnx.save(model, str(tmp_path / "custom.onnx"))
+    for backend in ("onnxruntime", "openvino"):
+        assert_one_line_error(run_script("deploy/benchmark.py", "--model", tmp_path / "empty.onnx", "--backends",
+                                         backend), "empty.onnx", "empty")
+        assert_one_line_error(run_script("deploy/run.py", "--model", tmp_path / "empty.onnx", "--source", tmp_path,
+                                         "--backend", backend), "empty.onnx")
+    assert_one_line_error(run_script("deploy/benchmark.py", "--model", tmp_path / "custom.onnx", "--backends",
+                                     "onnxruntime"), "custom.onnx", "cannot load it")
+    assert_one_line_error(run_script("export/quantize_onnx.py", "--model", tmp_path / "custom.onnx", "--target",
+                                     "onnxruntime"), "custom.onnx", "RoadOp")
