@@ -190,10 +190,12 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def choose_backend(path: Path, requested: str = "auto") -> tuple[str, str]:
-    """(backend, why) for a model file. The ``auto`` rule, from measurements on CPUs (DESIGN.md):
-    an .engine runs in TensorRT and an .xml in OpenVINO; an .onnx runs in onnxruntime when it has a
-    GPU execution provider (TensorRT/CUDA), else in OpenVINO when installed (it ran our FP32 models
-    1.1-2.3x faster than onnxruntime on a 2-core x86 CPU), else in onnxruntime."""
+    """(backend, why) for a model file. The ``auto`` rule: an .engine runs in TensorRT and an .xml in
+    OpenVINO; an .onnx runs in onnxruntime when it has a GPU execution provider (TensorRT/CUDA);
+    on a CPU with OpenVINO installed the answer is ``measure``: which CPU runtime is faster depends
+    on the model and the CPU (OpenVINO ran our U-Nets 2.2x faster than onnxruntime on one 2-core x86
+    CPU, while onnxruntime ran a small MobileUNet faster on another), so ``open_backend`` times both
+    on this machine and keeps the faster; without OpenVINO, onnxruntime."""
     if requested != "auto":
         return requested, f"--backend {requested}"
     if path.suffix == ".engine":
@@ -209,7 +211,28 @@ def choose_backend(path: Path, requested: str = "auto") -> tuple[str, str]:
         import openvino  # noqa: F401  (only asking whether it is installed)
     except ImportError:
         return "onnxruntime", "no GPU provider and OpenVINO is not installed"
-    return "openvino", "a CPU-only machine with OpenVINO installed (faster than onnxruntime on CPUs measured)"
+    return "measure", "a CPU-only machine with both onnxruntime and OpenVINO"
+
+
+def faster_of(candidates: list[Backend], warmup: int = 5, runs: int = 20, rounds: int = 2) -> tuple[Backend, str]:
+    """The candidate with the lowest median latency on a random batch at its input size, timed in
+    interleaved rounds (so machine load hits all alike), and a line saying what was measured."""
+    import time
+
+    batch = np.random.default_rng(0).standard_normal((1, 3, *candidates[0].info.input_size), dtype=np.float32)
+    samples = {id(c): [] for c in candidates}
+    for _ in range(rounds):
+        for candidate in candidates:
+            for _ in range(warmup):
+                candidate.infer(batch)
+            for _ in range(runs):
+                start = time.perf_counter()
+                candidate.infer(batch)
+                samples[id(candidate)].append(time.perf_counter() - start)
+    p50 = {id(c): 1000 * float(np.median(samples[id(c)])) for c in candidates}
+    best = min(candidates, key=lambda c: p50[id(c)])
+    figures = " vs ".join(f"{c.kind} {p50[id(c)]:.2f} ms" for c in candidates)
+    return best, f"measured here at startup (p50 of {rounds * runs} runs each): {figures}"
 
 
 def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
@@ -224,7 +247,11 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
     if providers and backend == "auto":
         backend = "onnxruntime"  # execution providers are onnxruntime's
     chosen, why = choose_backend(path, backend)
-    if chosen == "openvino":
+    if chosen == "measure":
+        from roadseg.deploy.openvino_backend import OpenVinoBackend
+
+        opened, why = faster_of([OnnxRuntimeBackend(path, threads, providers), OpenVinoBackend(path, threads)])
+    elif chosen == "openvino":
         from roadseg.deploy.openvino_backend import OpenVinoBackend  # here: it imports this module
 
         opened = OpenVinoBackend(path, threads)

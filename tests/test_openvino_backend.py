@@ -45,10 +45,30 @@ def test_auto_rule(monkeypatch, tmp_path):
     assert choose_backend(model) == ("onnxruntime", "onnxruntime has CUDAExecutionProvider")
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     backend, why = choose_backend(model)
-    assert backend == "openvino" and "CPU" in why
+    assert backend == "measure" and "CPU" in why
     with pytest.raises(ToolError, match="--backend gpu"):
         open_backend(model, backend="gpu")
     assert "openvino" in backends.BACKENDS
+
+
+class FakeBackend:
+    def __init__(self, kind, seconds):
+        self.kind, self.seconds = kind, seconds
+        self.info = type("Info", (), {"input_size": (8, 8)})()
+
+    def infer(self, batch):
+        import time
+
+        time.sleep(self.seconds)
+        return batch
+
+
+def test_auto_keeps_the_faster_runtime_as_measured():
+    from roadseg.deploy.backends import faster_of
+
+    slow, fast = FakeBackend("openvino", 0.004), FakeBackend("onnxruntime", 0.0005)
+    best, why = faster_of([slow, fast], warmup=1, runs=3, rounds=2)
+    assert best is fast and why.startswith("measured here") and "openvino" in why and "onnxruntime" in why
 
 
 def test_openvino_errors_are_one_line(tmp_path):
