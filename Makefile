@@ -12,7 +12,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_RUN ?= runs/demo
 DEMO_DRIVE ?= data/synthetic_drive
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean gpu-check
 
 install: $(STAMP)
 
@@ -117,3 +117,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_RUN) $(DEMO_DATA) $(DEMO_DRIVE)
+
+# On a machine with an NVIDIA GPU: what it can run (CUDA training, GPU inference of the zoo, TensorRT and onnxruntime
+# engines FP16/INT8, deploy, bench), in a few minutes, no network; one JSON in runs/gpu_check/gpu_check.json.
+# Without a GPU it stops at once with its one-line reason (exit 2).
+gpu-check: $(STAMP)
+	$(PY) export/gpu_check.py --out runs/gpu_check
