@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from roadseg.deploy.backends import INPUT_NAME
 from roadseg.deploy.latency import checked_onnx_session, cpu_model, onnx_session
-from roadseg.export.onnx_export import INPUT_NAME
 from roadseg.export.onnx_info import read_onnx_info
 from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
 from roadseg.models.core.cli import ToolError, non_negative_float, positive_int, run
