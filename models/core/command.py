@@ -49,11 +49,19 @@ COMMANDS: dict[str, Command] = {
     "quantize": Command("roadseg.export.quantize_onnx", "post-training INT8 of an ONNX file, parity-gated",
                         "roadseg quantize --model runs/camvid/onnx/model_fp32.onnx --target onnxruntime "
                         "--dataset camvid --data-path ../shared/data/camvid"),
+    "fp16": Command("roadseg.export.to_fp16", "convert an FP32 ONNX to FP16 (ModelOpt AutoCast), parity-gated",
+                    "roadseg fp16 --model runs/camvid/onnx/model_fp32.onnx --dataset camvid "
+                    "--data-path ../shared/data/camvid"),
     "qdq-check": Command("roadseg.export.qdq_check", "check that a Q/DQ INT8 ONNX follows TensorRT's rules",
                          "roadseg qdq-check runs/camvid/onnx/model_int8_qat.onnx"),
     "engine": Command("roadseg.export.to_tensorrt", "build a TensorRT engine (GPU machines)",
                       "roadseg engine --model runs/camvid/onnx/model_int8_qat.onnx --precision int8 "
                       "--out runs/camvid/trt"),
+    "gpu-check": Command("roadseg.export.gpu_check", "check what this GPU machine can run: training, engines, deploy",
+                         "roadseg gpu-check --out runs/gpu_check"),
+    "publish": Command("roadseg.export.zoo_publish", "put a trained model into the model zoo (models/zoo)",
+                       "roadseg publish --name camvid-road --ckpt runs/zoo/road/best.pt "
+                       "--onnx runs/zoo/road/model_fp32.onnx --data 'CamVid, research use'"),
     "sweep": Command("roadseg.export.arch_sweep", "time architecture variants and peers, FP32 and INT8",
                      "roadseg sweep --sizes 352x480 --threads 2 --out runs/arch_sweep"),
     "run": Command("roadseg.deploy.run", "road overlay on a camera, video or image folder, with FPS and IoU",
