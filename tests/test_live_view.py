@@ -346,3 +346,53 @@ def test_listen_backlog(view):
         pytest.skip("ss (iproute2) is absent: cannot read the kernel's backlog")
     listing = subprocess.run(["ss", "-ltnH", f"sport = :{view.port}"], capture_output=True, text=True).stdout
     assert listing.split()[2] == str(BACKLOG), listing  # LISTEN Recv-Q Send-Q: Send-Q is the backlog
+
+
+@pytest.mark.slow
+def test_chromium_watches_a_looping_video_served_by_roadseg_run(synthetic_root, tmp_path):
+    """The product path: `roadseg run --source clip.mp4 --loop --realtime --serve` keeps a watchable
+    page alive (a 17-frame clip at 10 FPS would end in 1.7 s without --loop)."""
+    import signal
+    import sys
+
+    from tests.conftest import REPO_ROOT, exported_onnx
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    model = exported_onnx(tmp_path / "m", synthetic_root, (32, 64))
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 48))
+    for i in range(17):
+        writer.write(np.full((48, 96, 3), (i * 15) % 255, np.uint8))
+    writer.release()
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "deploy" / "run.py"), "--model", str(model),
+                                "--source", str(clip), "--loop", "--realtime", "--serve", "127.0.0.1:0",
+                                "--threads", "1", "--json", str(tmp_path / "s.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                break
+            if line.startswith("live view: "):
+                url = line.split(": ", 1)[1].strip()
+        assert url and ":0/" not in url, "no live view URL with the bound port"
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url, timeout=10_000)
+                page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=10_000)
+                time.sleep(2.5)  # past the clip's 1.7 s: only --loop keeps frames coming
+                frames = page.evaluate("fetch('/stats.json').then(r => r.json()).then(s => s.frames)")
+                assert frames > 17, frames
+            finally:
+                browser.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] > 17 and summary["stopped"] == "stopped by SIGTERM"
