@@ -37,6 +37,7 @@ import io
 import json
 import math
 import platform
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -242,7 +243,7 @@ def bench_row_for(found: Found, model_path) -> tuple[dict, dict] | tuple[None, N
 
 def where_timed(row: dict, bench: dict) -> str:
     threads = row.get("threads", bench.get("threads"))
-    return (f"bench ({row.get('backend', '?')}, {threads} threads, {bench.get('rounds', '?')} interleaved rounds)")
+    return f"bench ({row.get('backend', '?')}, {threads} threads)"
 
 
 def prune_latency(report: dict, which: str) -> dict:
@@ -254,8 +255,9 @@ def prune_latency(report: dict, which: str) -> dict:
     where = f"{latency.get('backend', 'onnxruntime')}, {threads} threads"
     if which in side_by_side:
         p50 = side_by_side[which]
-        return {"p50": p50, "fps": 1000 / p50 if p50 else None,
-                "timed": f"prune step: unpruned and pruned in interleaved rounds ({where}); p90 not kept"}
+        return {"p50": p50, "fps": 1000 / p50 if p50 else None, "timed": f"prune step, interleaved ({where})",
+                "note": "p50 from the prune step's side-by-side timing of the unpruned and the pruned graph "
+                        "(interleaved rounds; it keeps no p90)"}
     return {"p50": latency.get("p50_ms"), "p90": latency.get("p90_ms"), "fps": latency.get("fps"),
             "timed": f"prune step ({where})"}
 
@@ -299,7 +301,7 @@ def chain_rows(found: Found) -> list[dict]:
         complexity = (train or {}).get("report", {}).get("complexity", {})
         add("qat", qat["dir"] / "best.pt", params=complexity.get("params"), gmacs=complexity.get("gmacs"),
             val=qat["report"].get("qat"), scored="qat step, val split",
-            note="fake-quantized PyTorch model: timed as its Q/DQ ONNX")
+            note="a fake-quantized PyTorch model, not timed: its Q/DQ ONNX (export-qat) is")
     for export in found.exports:
         report = export["report"]
         precision = report.get("precision", "fp32")
@@ -340,8 +342,8 @@ def chain_rows(found: Found) -> list[dict]:
         untrained = "untrained" in r.get("name", "")
         add("export-peer", Path(r["path"]) if Path(r["path"]).exists() else found.run_dir / Path(*tail_key(r["path"])),
             params=r.get("params"), gmacs=r.get("gmacs"), p50=r.get("p50_ms"), p90=r.get("p90_ms"), fps=r.get("fps"),
-            timed=where_timed(r, bench), val=r.get("val"), scored="bench" if r.get("val") else "",
-            peer=True, note="peer, untrained: timed, not scored" if untrained else "peer")
+            timed=where_timed(r, bench), val=r.get("val"), peer=True,
+            scored="not scored: untrained peer" if untrained else ("bench" if r.get("val") else ""))
     for deploy in found.deploys:
         s = deploy["summary"]
         backend = s.get("backend", {})
@@ -350,11 +352,13 @@ def chain_rows(found: Found) -> list[dict]:
         outputs = [o for o in s.get("outputs", []) if Path(o).exists()]
         add("deploy", Path(outputs[0]) if outputs else None, p50=model_only.get("p50_ms"), p90=model_only.get("p90_ms"),
             fps=end_to_end.get("fps"), timed=f"roadseg run ({backend.get('backend', '?')}, {backend.get('threads')} "
-                                             f"threads): p50/p90 model only, FPS end to end",
-            val=road, scored=f"{road['frames']} labelled frames of its source" if road else "",
+                                             f"threads); FPS end to end",
+            val=road, scored=f"{road['frames']} frames of {Path(str(s.get('source', {}).get('uri', '?'))).name}"
+            if road else "",
             same_split=False, model=backend.get("model"), source=Path(str(s.get("source", {}).get("uri", ""))).name,
-            note=s.get("timing_note") or (f"{s.get('frames')} frames, {s.get('warmup_frames_excluded')} warm-up "
-                                         "excluded"))
+            note=("p50/p90 model only, FPS end to end (frame read to frame written); "
+                  + (s.get("timing_note") or f"{s.get('frames')} frames, {s.get('warmup_frames_excluded')} warm-up "
+                                             "frames left out of the timing")))
 
     stages = stage_index(found)
     for row in rows:
@@ -377,13 +381,15 @@ def chain_rows(found: Found) -> list[dict]:
     return rows
 
 
-CHAIN_HEADER = ("stage", "artifact", "status", "time s", "MB", "params", "GMACs", "p50 ms", "p90 ms", "FPS",
-                "road IoU %", "precision %", "recall %", "IoU vs full (points)", "timed in", "scored on")
+CHAIN_HEADER = ("stage", "artifact", "status", "s", "MB", "params", "GMACs", "p50 ms", "p90 ms", "FPS",
+                "road IoU %", "prec. %", "recall %", "IoU vs full (points)", "timed in", "scored on")
+ERROR_PREFIX = re.compile(r"^roadseg [\w-]+: error: ")
 
 
 def chain_cells(row: dict) -> list[str]:
     val = row["val"] or {}
-    status = row["status"] + (f": {row['reason']}" if row.get("reason") else "")
+    reason = ERROR_PREFIX.sub("", row.get("reason") or "")  # the stage column names the command
+    status = row["status"] + (f": {reason}" if reason else "")
     if row.get("role") == "full":
         delta = "(reference)"
     elif row["delta"] is not None:
@@ -394,7 +400,7 @@ def chain_cells(row: dict) -> list[str]:
     return [row["stage"], row["artifact"], status, num(row.get("seconds"), ".1f"), num(row["mb"]), params,
             num(row["gmacs"], ".3f"), num(row["p50"]), num(row["p90"]), num(row["fps"], ".1f"),
             pct(val.get("road_iou")), pct(val.get("precision")), pct(val.get("recall")), delta,
-            row["timed"], "; ".join(x for x in (row["scored"], row["note"]) if x)]
+            row["timed"], row["scored"]]
 
 
 def stage_cells(stage: dict) -> list[str]:
@@ -543,9 +549,10 @@ def plot_iou_latency(bench: dict, title: str) -> bytes | None:
     for r in rows:
         if r.get("road_iou") is None:
             ax.axvline(r["p50_ms"], color="tab:red", linestyle="--", alpha=0.8)
-            ax.annotate(f"{r['name']}: {r['p50_ms']:.2f} ms, no IoU", (r["p50_ms"], 0.02),
-                        xycoords=("data", "axes fraction"), rotation=90, fontsize=8, color="tab:red",
-                        xytext=(-10, 4), textcoords="offset points", va="bottom")
+            what = "untrained peer" if "untrained" in r["name"] else r["name"]
+            ax.annotate(f"{what}: {r['p50_ms']:.2f} ms, no IoU", (r["p50_ms"], 0.97),
+                        xycoords=("data", "axes fraction"), fontsize=8, color="tab:red", ha="right", va="top",
+                        xytext=(-4, 0), textcoords="offset points")
     times = [r["p50_ms"] for r in rows] + [r.get("p90_ms", r["p50_ms"]) for r in scored]
     if max(times) > 10 * min(times):
         ax.set_xscale("log")
@@ -789,10 +796,12 @@ CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1400px; color: #222; padding: 0 16px; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
 .headline p { margin: 6px 0; } .synthetic { background: #fff4d6; border-left: 4px solid #e0a800; padding: 6px 10px; }
-table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; vertical-align: top; }
 th { background: #f2f2f2; } td.text, th.text { text-align: left; }
-td.status { max-width: 280px; }
+table.wide { width: 100%; font-size: 11.5px; } table.wide td, table.wide th { padding: 3px 4px; }
+table.wide td.status { overflow-wrap: anywhere; }
+td.stage { white-space: nowrap; }
 tr.failed td { background: #fde2e2; } tr.skipped td { background: #f4f4f4; color: #666; }
 figure { margin: 14px 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12.5px; color: #444; max-width: 1100px; }
@@ -801,18 +810,18 @@ code, pre { font-size: 12px; background: #f6f6f6; } pre { padding: 6px; overflow
 .note { color: #555; font-size: 12.5px; }
 """
 TEXT_COLUMNS = {"stage", "artifact", "status", "timed in", "scored on", "model", "precision", "backend", "reason",
-                "file", "sha256", "made from", "name"}
+                "file", "sha256", "made from", "name", "version"}
 
 
-def html_table(header, rows, row_classes=None) -> str:
+def html_table(header, rows, row_classes=None, css: str = "") -> str:
     head = "".join(f'<th class="{"text" if h in TEXT_COLUMNS else ""}">{html.escape(h)}</th>' for h in header)
     body = []
     for i, cells in enumerate(rows):
-        css = row_classes[i] if row_classes else ""
-        tds = "".join(f'<td class="{"text" if h in TEXT_COLUMNS else ""} {h.split()[0]}">{html.escape(str(c))}</td>'
-                      for h, c in zip(header, cells, strict=True))
-        body.append(f'<tr class="{css}">{tds}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        row_css = row_classes[i] if row_classes else ""
+        tds = "".join(f'<td class="{"text" if h in TEXT_COLUMNS else ""} {h.split()[0]}">'
+                      f'{html.escape(str(c)).replace("/", "/<wbr>")}</td>' for h, c in zip(header, cells, strict=True))
+        body.append(f'<tr class="{row_css}">{tds}</tr>')
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def md_table(header, rows) -> str:
@@ -857,7 +866,7 @@ def build(args, found: Found) -> tuple[str, str]:
 
     chain = [chain_cells(r) for r in rows]
     notes = chain_notes(found, rows)
-    sections.append(Section("The chain", html_table(CHAIN_HEADER, chain, [r["status"] for r in rows])
+    sections.append(Section("The chain", html_table(CHAIN_HEADER, chain, [r["status"] for r in rows], "wide")
                             + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),
                             md_table(CHAIN_HEADER, chain) + "\n\n" + "\n".join(f"- {n}" for n in notes)))
 
@@ -926,6 +935,11 @@ def chain_notes(found: Found, rows: list[dict]) -> list[str]:
     cpus.discard(None)
     if cpus:
         notes.append("CPU: " + "; ".join(sorted(cpus)) + ".")
+    by_note: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("note"):
+            by_note.setdefault(r["note"], []).append(r["stage"])
+    notes += [f"{', '.join(stages)}: {note}" for note, stages in by_note.items()]
     if any(r["val"] for r in rows):
         notes.append("Road IoU, precision and recall are summed over a split (one confusion matrix), at the model's "
                      "input size, scored at the label's resolution. 'IoU vs full' is in points against the first "
@@ -935,7 +949,8 @@ def chain_notes(found: Found, rows: list[dict]) -> list[str]:
 
 def provenance_section(found: Found, created: str) -> Section:
     html_parts, md_parts = [], []
-    commands = [(s["name"], shlex.join(s["command"])) for s in found.stages if s.get("command")]
+    commands = [(s["name"], " ".join([*(f"{k}={shlex.quote(str(v))}" for k, v in (s.get("env") or {}).items()),
+                                        shlex.join(s["command"])])) for s in found.stages if s.get("command")]
     if commands:
         text = "\n".join(f"# {name}\n{command}" for name, command in commands)
         html_parts.append(f"<h3>Commands ({STAGES_FILE})</h3><pre>{html.escape(text)}</pre>")

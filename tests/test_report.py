@@ -120,7 +120,8 @@ def run_dir(tmp_path) -> Path:
               ("engine", "skipped", "roadseg engine: error: no tensorrt"), ("bench", "ok", None),
               ("deploy", "ok", None)]
     write_json(run / "stages.json", {"format": "roadseg-stages/1", "stages": [
-        {"name": name, "command": ["roadseg", name, "--seed", "3"], "started": "2026-01-01T00:00:00+00:00",
+        {"name": name, "command": ["roadseg", name, "--seed", "3"], "env": {"OMP_NUM_THREADS": "1"},
+         "started": "2026-01-01T00:00:00+00:00",
          "seconds": 1.5, "status": status, "returncode": 0 if status == "ok" else 2,
          **({"reason": reason} if reason else {})} for name, status, reason in stages]})
     return run
@@ -186,7 +187,7 @@ def test_report_is_valid_html_with_embedded_pngs(run_dir, synthetic_root):
     assert "false road (false positive)" in text and "missed road (false negative)" in text
     assert "Test CPU 3000" in text
     # provenance: commands, seeds, versions, sha256 of each checkpoint
-    assert "roadseg qat --seed 3" in text and "seed 7" in text and "9.9.9" in text
+    assert "OMP_NUM_THREADS=1 roadseg qat --seed 3" in text and "seed 7" in text and "9.9.9" in text
     assert report.sha256_of(run_dir / "full" / "best.pt") in text
     assert not list(run_dir.glob(".report.*"))  # atomic writes left no temporaries
 
@@ -204,7 +205,7 @@ def test_report_lists_every_stage_and_the_failed_one_with_its_reason(run_dir):
     # the chain table shows it too, with the stages that still ran after it
     chain = [row for row in page.rows if len(row["cells"]) == len(report.CHAIN_HEADER)]
     by_stage = {row["cells"][0]: row for row in chain}
-    assert "failed: roadseg qat: error: modelopt exploded" in by_stage["qat"]["cells"][2]
+    assert by_stage["qat"]["cells"][2] == "failed: modelopt exploded"  # the stage column names the command
     assert "failed" in by_stage["qat"]["class"]
     assert by_stage["export-fp32"]["cells"][2] == "ok" and by_stage["deploy"]["cells"][2] == "ok"
     assert by_stage["export-qat"]["cells"][2].startswith("skipped: needs")
@@ -218,7 +219,7 @@ def test_chain_table_figures_and_delta_to_the_full_model(run_dir):
     fp32 = rows["export-fp32"]
     assert fp32["p50"] == 2.1 and fp32["params"] == 6 and "bench" in fp32["timed"]
     assert fp32["delta"] == pytest.approx(100 * (0.851 - 0.86))
-    assert rows["export-peer"]["val"] is None and "untrained" in rows["export-peer"]["note"]
+    assert rows["export-peer"]["val"] is None and "untrained" in rows["export-peer"]["scored"]
     assert rows["deploy"]["delta"] is None and rows["deploy"]["fps"] == 120.0  # other frames: no delta
     cells = report.chain_cells(rows["deploy"])
     assert "other frames" in cells
@@ -266,6 +267,7 @@ def test_record_keeps_going_and_says_why(tmp_path):
     assert skipped["status"] == "skipped" and "missing.pt" in skipped["reason"] and skipped["returncode"] is None
     assert optional["status"] == "skipped" and optional["reason"] == "exit status 3"
     assert [s["name"] for s in read_stages(tmp_path)] == ["first", "second", "third", "fourth"]
+    assert all("env" in s for s in read_stages(tmp_path))
     assert check(tmp_path) == 1
 
 

@@ -9,7 +9,8 @@
 
 ``record`` runs the command with its output shown as it comes, and appends to ``stages.json`` the
 stage's name, command, status, exit code, seconds and, when it did not succeed, its reason: the
-last ``error:`` line of its stderr (else the last line). It always exits 0, so that the chain goes
+last ``error:`` line of its stderr (else the last line), and the thread and device variables set
+(``OMP_NUM_THREADS``, ...). It always exits 0, so that the chain goes
 on with the stages that can still run:
 
 - ``ok``: exit 0;
@@ -37,6 +38,8 @@ from roadseg.models.core.fileio import atomic_write_json
 FORMAT = "roadseg-stages/1"
 STAGES_FILE = "stages.json"
 TAIL_BYTES = 16384
+# environment variables that change what a stage computes or how fast: recorded with its command when set
+RECORDED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -81,7 +84,8 @@ def run_streaming(command: list[str]) -> tuple[int, str]:
 
 def record(run_dir: Path, name: str, command: list[str], needs: list[Path], optional: bool) -> dict:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    entry = {"name": name, "command": command, "started": started}
+    entry = {"name": name, "command": command, "started": started,
+             "env": {key: os.environ[key] for key in RECORDED_ENV if key in os.environ}}
     missing = [str(path) for path in needs if not Path(path).exists()]
     if missing:
         entry.update(status="skipped", returncode=None, seconds=0.0,
