@@ -32,6 +32,10 @@ DEMO_QAT ?= --epochs 1 --calib-images 32
 DEMO_BENCH ?= --runs 20
 DEMO_DRIVE_SYNTH ?= --num 90 --size 256 512
 ZOO_MANIFEST := models/zoo/manifest.json
+# PyTorch threads per stage. One, because on a 2-core machine that runs anything else two OpenMP
+# threads wait on each other at every op: training here ran at 2.6 img/s with 2 threads and 18 img/s
+# with 1 while a 2-thread training job shared the machine. On an idle machine try DEMO_TORCH_THREADS=2.
+DEMO_TORCH_THREADS ?= 1
 # Runs one stage, recording its status, seconds and one-line reason in $(DEMO_RUN)/stages.json; it
 # goes on when a stage fails, and skips (not runs) a stage whose --needs file an earlier one did not write.
 STAGE = $(PY) -m roadseg.models.core.demo_stages record $(DEMO_RUN)
@@ -42,6 +46,7 @@ ONNX = $(DEMO_RUN)/onnx
 demo: $(STAMP)
 	@start=$$(date +%s); \
 	set -e; \
+	export OMP_NUM_THREADS=$(DEMO_TORCH_THREADS); \
 	rm -rf $(DEMO_RUN); \
 	test -d $(DEMO_DATA)/leftImg8bit || $(STAGE) synth -- $(RS) synth --out $(DEMO_DATA) $(DEMO_SYNTH) --seed 0; \
 	echo "== train a small U-Net (base width 8) on the synthetic set"; \
