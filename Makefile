@@ -35,7 +35,7 @@ DEMO_BENCH ?= --runs 20
 # 0.04. The gate still runs at 98% agreement; its IoU allowance is widened for this toy model only.
 DEMO_INT8_GATE ?= --max-iou-delta 3
 DEMO_DRIVE_SYNTH ?= --num 90 --size 256 512
-ZOO_MANIFEST := models/zoo/manifest.json
+ZOO_MANIFEST ?= $(or $(ROADSEG_ZOO_DIR),models/zoo)/manifest.json
 # PyTorch threads per stage. One, because on a 2-core machine that runs anything else two OpenMP
 # threads wait on each other at every op: training here ran at 2.6 img/s with 2 threads and 18 img/s
 # with 1 while a 2-thread training job shared the machine. On an idle machine try DEMO_TORCH_THREADS=2.

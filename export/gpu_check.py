@@ -435,7 +435,7 @@ class GpuCheck:
         return figures
 
     def zoo_checks(self) -> None:
-        from roadseg.models.core.zoo import ZOO_DIR, ZooError, read_manifest, resolve_model
+        from roadseg.models.core.zoo import ZooError, current_zoo_dir, read_manifest, resolve_model
 
         try:
             manifest = read_manifest()
@@ -444,7 +444,8 @@ class GpuCheck:
             return
         names = [name for name, entry in sorted(manifest["models"].items()) if "checkpoint" in entry.get("files", {})]
         if not names:
-            self.recorder.skip("pytorch-gpu[zoo]", f"{ZOO_DIR / 'manifest.json'} lists no model with a checkpoint")
+            self.recorder.skip("pytorch-gpu[zoo]",
+                               f"{current_zoo_dir() / 'manifest.json'} lists no model with a checkpoint")
             return
         for name in names:
             def check(name=name):

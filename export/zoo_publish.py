@@ -24,7 +24,7 @@ from roadseg.export.onnx_info import read_onnx_info
 from roadseg.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from roadseg.models.core.cli import ToolError, positive_float, run
 from roadseg.models.core.fileio import atomic_write_json
-from roadseg.models.core.zoo import MANIFEST_FORMAT, MANIFEST_NAME, ZOO_DIR, looks_like_a_name
+from roadseg.models.core.zoo import MANIFEST_FORMAT, MANIFEST_NAME, current_zoo_dir, looks_like_a_name
 
 SLIM_KEYS = ("format", "version", "arch", "state_dict", "meta", "modelopt_state")
 
@@ -40,7 +40,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="evaluation reports (roadseg eval --json) to record, e.g. heldout=heldout.json")
     p.add_argument("--bench", type=Path, default=None, help="a benchmark.json whose rows of this ONNX to record")
     p.add_argument("--note", default="", help="one line for the manifest (how it was made: see MODEL_CARD.md)")
-    p.add_argument("--zoo", type=Path, default=ZOO_DIR, help="the zoo folder")
+    p.add_argument("--zoo", type=Path, default=None, help="the zoo folder (default: models/zoo or $ROADSEG_ZOO_DIR)")
     p.add_argument("--max-mb", type=positive_float, default=2.5, help="refuse larger files (the zoo is in git)")
     return p
 
@@ -91,6 +91,7 @@ def main(args: argparse.Namespace) -> int:
                         f"not from --ckpt {args.ckpt} ({ckpt_sha[:16]}...)")
     if info.precision != "fp32":
         raise ToolError(f"--onnx {args.onnx}: is {info.precision}; the zoo ships the FP32 export")
+    args.zoo = args.zoo or current_zoo_dir()
     manifest_path = args.zoo / MANIFEST_NAME
     manifest = read_json(manifest_path, "--zoo") if manifest_path.exists() else {"format": MANIFEST_FORMAT,
                                                                                    "models": {}}

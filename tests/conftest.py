@@ -26,14 +26,17 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
+def write_tiny_synthetic(root: Path) -> Path:
     """6 train + 4 val synthetic frames of 64x128 in the Cityscapes layout."""
     from roadseg.train.synthetic import write_dataset
 
-    root = tmp_path_factory.mktemp("synthetic")
     write_dataset(root, num_train=6, num_val=4, height=64, width=128, seed=3)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return write_tiny_synthetic(tmp_path_factory.mktemp("synthetic"))
 
 
 def run_script(script: str, *args: str, cwd: Path = REPO_ROOT, timeout: float = 120) -> subprocess.CompletedProcess:

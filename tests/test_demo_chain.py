@@ -25,7 +25,18 @@ TINY = {
     "DEMO_DRIVE_SYNTH": "--num 12 --size 64 128",
 }
 CHAIN = ["train", "eval", "prune", "qat", "export-fp32", "export-qat", "quantize", "engine", "peer", "export-peer",
-         "bench", "zoo-bench", "synth-drive", "deploy"]
+         "bench", "zoo-peer-32x64", "zoo-export-peer-32x64", "zoo-bench-32x64", "synth-drive", "deploy"]
+
+
+def tiny_zoo(folder: Path, data: Path) -> Path:
+    """A zoo of one tiny untrained model (32x64), published the way the real ones are."""
+    from tests.conftest import exported_onnx, run_script
+
+    onnx = exported_onnx(folder / "model", data, (32, 64))
+    result = run_script("export/zoo_publish.py", "--name", "road-tiny", "--ckpt", folder / "model" / "init.pt",
+                        "--onnx", onnx, "--data", "synthetic scenes (test)", "--zoo", folder / "zoo")
+    assert result.returncode == 0, result.stderr[-1500:]
+    return folder / "zoo"
 
 
 @pytest.mark.slow
@@ -35,14 +46,17 @@ def test_tiny_demo_chain_ends_in_a_report(tmp_path):
     script = Path(sys.executable).with_name("roadseg")
     rs = str(script) if script.exists() else f"{sys.executable} -m roadseg.models.core.command"
     run = tmp_path / "run"
+    from tests.conftest import write_tiny_synthetic
+
+    zoo = tiny_zoo(tmp_path, write_tiny_synthetic(tmp_path / "zoo-data"))
     settings = {**TINY, "DEMO_RUN": str(run), "DEMO_DATA": str(tmp_path / "synthetic"),
-                "DEMO_DRIVE": str(tmp_path / "drive"), "ZOO_MANIFEST": str(tmp_path / "no-zoo.json"),
+                "DEMO_DRIVE": str(tmp_path / "drive"), "ZOO_MANIFEST": str(zoo / "manifest.json"),
                 "PY": sys.executable, "RS": rs}
     # -o: the venv is already installed; the test must not reinstall it
     result = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed-stamp", "demo",
                              *(f"{key}={value}" for key, value in settings.items())],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "ROADSEG_ZOO_DIR": str(zoo)})
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     assert f"report: {run}/report.html" in result.stdout
 
@@ -50,10 +64,11 @@ def test_tiny_demo_chain_ends_in_a_report(tmp_path):
     assert [s["name"] for s in stages if s["name"] != "synth"] == CHAIN
     by_name = {s["name"]: s for s in stages}
     for name in CHAIN:
-        if name not in ("engine", "zoo-bench"):
+        if name != "engine":
             assert by_name[name]["status"] == "ok", by_name[name]
         assert by_name[name]["seconds"] is not None
-    assert by_name["zoo-bench"]["status"] == "skipped" and "no-zoo.json" in by_name["zoo-bench"]["reason"]
+    zoo_rows = json.loads((run / "zoo" / "bench-32x64" / "benchmark.json").read_text())["rows"]
+    assert [Path(r["path"]).name for r in zoo_rows] == ["model_fp32.onnx", "road-tiny.onnx"]
     if by_name["engine"]["status"] != "ok":  # a machine without TensorRT: skipped, with its one-line reason
         assert by_name["engine"]["status"] == "skipped" and "error:" in by_name["engine"]["reason"]
 

@@ -114,10 +114,10 @@ def check(run_dir: Path) -> int:
 
 def zoo_sizes(zoo_dir: Path | None = None) -> dict[str, list[str]]:
     """The zoo's models that have an ONNX file, grouped by their manifest ``input_size`` as ``HxW``."""
-    from roadseg.models.core.zoo import ZOO_DIR, read_manifest
+    from roadseg.models.core.zoo import read_manifest
 
     sizes: dict[str, list[str]] = {}
-    for name, entry in sorted(read_manifest(zoo_dir or ZOO_DIR)["models"].items()):
+    for name, entry in sorted(read_manifest(zoo_dir)["models"].items()):
         size = entry.get("input_size")
         if "onnx" not in entry.get("files", {}):
             continue

@@ -1,10 +1,11 @@
 """The model zoo: ready-to-run road models shipped in the repository (``models/zoo/``), by name.
 
-``models/zoo/manifest.json`` lists each model: its FP32 ONNX file (with roadseg metadata) and its
-plain-data checkpoint (for fine-tuning), their sha256, the data it was trained on, its input size
-and its measured figures; ``models/zoo/MODEL_CARD.md`` says how each was made. A name resolves to
-its file only when the file's hash matches the manifest, so a damaged or swapped file is refused
-in one line. Names with a recipe but no trained files (``cityscapes-*``) say so.
+``models/zoo/manifest.json`` (or the one in ``$ROADSEG_ZOO_DIR``, a team's own zoo) lists each
+model: its FP32 ONNX file (with roadseg metadata) and its plain-data checkpoint (for fine-tuning),
+their sha256, the data it was trained on, its input size and its measured figures;
+``models/zoo/MODEL_CARD.md`` says how each was made. A name resolves to its file only when the
+file's hash matches the manifest, so a damaged or swapped file is refused in one line. Names with
+a recipe but no trained files (``cityscapes-*``) say so.
 
     from roadseg.models.core.zoo import resolve_model
     path = resolve_model("camvid-road")          # Path to models/zoo/camvid-road.onnx, hash checked
@@ -21,6 +22,7 @@ from pathlib import Path
 from roadseg.models.core.cli import ToolError
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # models/zoo, installed as roadseg/models/zoo
+ZOO_DIR_ENV = "ROADSEG_ZOO_DIR"  # another zoo folder (a team's own models; the tests' tiny zoo)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "roadseg-zoo/1"
 KINDS = ("onnx", "checkpoint")
@@ -38,8 +40,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(zoo_dir: Path = ZOO_DIR) -> dict:
-    path = zoo_dir / MANIFEST_NAME
+def current_zoo_dir() -> Path:
+    return Path(os.environ.get(ZOO_DIR_ENV) or ZOO_DIR)
+
+
+def read_manifest(zoo_dir: Path | None = None) -> dict:
+    path = (zoo_dir or current_zoo_dir()) / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -52,7 +58,7 @@ def read_manifest(zoo_dir: Path = ZOO_DIR) -> dict:
     return manifest
 
 
-def zoo_names(zoo_dir: Path = ZOO_DIR) -> list[str]:
+def zoo_names(zoo_dir: Path | None = None) -> list[str]:
     try:
         return sorted(read_manifest(zoo_dir)["models"])
     except ZooError:
@@ -64,8 +70,9 @@ def looks_like_a_name(text: str) -> bool:
     return os.sep not in text and "/" not in text and not Path(text).suffix
 
 
-def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path = ZOO_DIR) -> Path:
+def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path | None = None) -> Path:
     """``text`` as a path when it is one; otherwise the zoo model of that name, its hash checked."""
+    zoo_dir = zoo_dir or current_zoo_dir()
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(text)
