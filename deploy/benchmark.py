@@ -37,7 +37,13 @@ from roadseg.deploy.backends import BACKENDS, Backend, open_backend
 from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
 from roadseg.deploy.latency import cpu_model, percentiles_ms
 from roadseg.models.core.cli import ToolError, image_size, non_negative_int, positive_int, run
-from roadseg.models.core.fileio import atomic_write, atomic_write_bytes, atomic_write_json, require_output_folder
+from roadseg.models.core.fileio import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    refuse_to_overwrite,
+    require_output_folder,
+)
 from roadseg.models.core.road_labels import DATASETS
 from roadseg.models.core.road_metrics import road_metrics
 from roadseg.models.core.zoo import resolve_model
@@ -76,12 +82,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--out", type=Path, default=None, help="write benchmark.md/.json/.png here")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out / --json")
     return p
 
 
 def check_args(args) -> None:
     if args.out is not None:
         require_output_folder(args.out)
+        refuse_to_overwrite(args.out / "benchmark.json", args.overwrite)
+    if args.json is not None:
+        refuse_to_overwrite(args.json, args.overwrite)
     if args.dataset and args.dataset != "synthetic" and args.data_path is None:
         raise ToolError(f"--dataset {args.dataset} needs --data-path")
     args.model = [resolve_model(model) for model in args.model]

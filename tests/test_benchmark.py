@@ -56,6 +56,8 @@ def test_benchmark_table_json_and_plot(two_models, synthetic_root, tmp_path):
                         "--dataset", "synthetic", "--data-path", synthetic_root, "--threads", "1", "--warmup", "1",
                         "--runs", "3", "--rounds", "2", "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-1500:]
+    again = run_script("deploy/benchmark.py", "--model", small, "--sizes", "32x64", "--out", tmp_path)
+    assert_one_line_error(again, "benchmark.json", "--overwrite")  # refused before any timing
     report = json.loads((tmp_path / "benchmark.json").read_text())
     rows = report["rows"]
     names = ["small/model_fp32"] * 2 + ["wide/model_fp32"] * 2  # same stem: named by folder

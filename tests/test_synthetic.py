@@ -138,6 +138,12 @@ def test_cli_writes_dataset(tmp_path):
     assert _read_label(frame_paths(out, "train", 1)[1]).shape == (48, 96)
     last_line = proc.stdout.strip().splitlines()[-1]
     assert "2 train" in last_line and str(out) in last_line
+    # a second set into the same folder: refused, then with --overwrite the old frames are gone, not mixed in
+    assert_one_line_error(_run_cli("--out", str(out), "--num", "1", "--size", "48", "96"), "already holds",
+                          "--overwrite")
+    proc = _run_cli("--out", str(out), "--num", "1", "--size", "48", "96", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert len([name for name in _files(out) if name.startswith("leftImg8bit/train/")]) == 1
 
 
 def test_cli_bad_size_is_a_one_line_error(tmp_path):

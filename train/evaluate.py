@@ -27,7 +27,7 @@ from tqdm import tqdm
 from roadseg.models.checkpoint import load_model
 from roadseg.models.core.cli import ToolError, positive_int, run
 from roadseg.models.core.dataset_layouts import DatasetError, read_label_ids
-from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json
+from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from roadseg.models.core.road_labels import DATASETS, IGNORE, prediction_lut
 from roadseg.models.core.road_metrics import confusion_matrix, format_table, road_metrics
@@ -153,10 +153,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--save-pred", type=Path, default=None,
                         help="write predicted masks here as <frame_id>_pred.png (1 = road)")
     parser.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        refuse_to_overwrite(args.json, args.overwrite)
     if args.pred_dir is not None:
         dataset = build_dataset(args.dataset, args.data_path, args.split)
         cm, per_image_cms = evaluate_prediction_folder(dataset, args.pred_dir, args.pred_labels)

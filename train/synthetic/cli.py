@@ -11,6 +11,7 @@ line naming it (``ToolError``).
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from roadseg.models.core.cli import ToolError, run
@@ -46,7 +47,27 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                              f"OUT/{{leftImg8bit,gtFine}}/{DRIVE_SPLIT}/{DRIVE_CITY}/")
     parser.add_argument("--fps", type=float, default=None,
                         help=f"frame rate of the --drive video (when not given: {DEFAULT_FPS:g})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset or drive already in --out (its old frames are removed first, so "
+                             "old and new frames never mix)")
     return parser
+
+
+GENERATED = ("leftImg8bit", "gtFine", "drive.mp4")
+
+
+def _clear_or_refuse(out: Path, overwrite: bool) -> None:
+    """An --out that already holds generated frames is refused, or with --overwrite emptied of them."""
+    present = [name for name in GENERATED if (out / name).exists()]
+    if present and not overwrite:
+        raise ToolError(f"--out {out}: already holds a synthetic set ({', '.join(present)}); pass --overwrite "
+                        "to replace it or choose another --out")
+    for name in present:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
 
 
 def _check_out(out: Path) -> None:
@@ -74,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         raise ToolError(problem)
     _check_out(out)
+    _clear_or_refuse(out, args.overwrite)
     try:
         if args.drive:
             result = write_drive(out, args.num, height, width, args.seed, fps)
