@@ -18,7 +18,6 @@ never from re-typed flags; a model without it needs ``info`` given explicitly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from roadseg.deploy.latency import checked_onnx_session
 from roadseg.models.core.cli import ToolError
+from roadseg.models.core.fileio import file_sha256
 from roadseg.models.core.model_metadata import ModelInfo
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -103,14 +103,6 @@ def tensorrt_provider_options(model_sha256: str, precision: str, cache_root: str
     if int8:
         options["trt_int8_enable"] = "True"
     return options
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provider_list(providers: list[str], options: dict[str, dict[str, str]]) -> list:

@@ -50,9 +50,8 @@ import numpy as np
 from roadseg.models.core.arch_widths import all_widths
 from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, run
 from roadseg.models.core.demo_stages import STAGES_FILE, read_stages
-from roadseg.models.core.fileio import atomic_write_bytes
+from roadseg.models.core.fileio import atomic_write_bytes, file_sha256
 from roadseg.models.core.model_metadata import MetadataError, ModelInfo
-from roadseg.models.core.zoo import sha256_of
 
 # torchvision peers (models/peers.py), as roadseg.deploy.benchmark names them
 PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
@@ -158,7 +157,7 @@ def scan(run_dir: Path) -> Found:
             continue
         name = path.name
         if path.suffix in (".pt", ".onnx", ".engine"):
-            found.files[path] = sha256_of(path)
+            found.files[path] = file_sha256(path)
             if path.suffix == ".onnx":
                 found.models[path] = onnx_info(path)
             continue

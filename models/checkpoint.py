@@ -18,7 +18,6 @@ Writes are atomic (temporary file, fsync, rename): an interrupted save leaves th
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import os
 import pickle
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from roadseg.models.core.cli import ToolError
-from roadseg.models.core.fileio import atomic_write_bytes
+from roadseg.models.core.fileio import atomic_write_bytes, file_sha256  # noqa: F401 (file_sha256: re-exported)
 from roadseg.models.core.model_metadata import MetadataError, check_arch
 from roadseg.models.mobile_unet import MobileUNet
 from roadseg.models.peers import PEERS
@@ -51,14 +50,6 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 class CheckpointError(ToolError):
     """A checkpoint file that cannot be used; the message names the file and the reason."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_plain(obj: Any, where: str) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from roadseg.models.core.cli import ToolError
-from roadseg.models.core.zoo import MANIFEST_FORMAT, ZooError, resolve_model, sha256_of
+from roadseg.models.core.fileio import file_sha256
+from roadseg.models.core.zoo import MANIFEST_FORMAT, ZooError, resolve_model
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
 
 SIZE = (32, 64)
@@ -25,7 +26,7 @@ def make_zoo(folder, onnx_path):
     folder.mkdir(exist_ok=True)
     shutil.copy(onnx_path, folder / "road-tiny.onnx")
     manifest = {"format": MANIFEST_FORMAT, "models": {
-        "road-tiny": {"files": {"onnx": {"file": "road-tiny.onnx", "sha256": sha256_of(folder / "road-tiny.onnx")}}},
+        "road-tiny": {"files": {"onnx": {"file": "road-tiny.onnx", "sha256": file_sha256(folder / "road-tiny.onnx")}}},
         "cityscapes-road": {"status": "recipe only, not trained yet", "recipe": "torchrun ... roadseg train",
                             "files": {}},
     }}

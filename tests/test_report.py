@@ -81,7 +81,7 @@ def run_dir(tmp_path) -> Path:
     latency = {"p50_ms": 2.0, "p90_ms": 2.5, "fps": 500.0, "threads": 2, "backend": "onnxruntime",
                "cpu": "Test CPU 3000"}
     write_json(run / "pruned" / "prune_report.json", {
-        "ckpt": "run/full/best.pt", "parent_sha256": report.sha256_of(run / "full" / "best.pt"),
+        "ckpt": "run/full/best.pt", "parent_sha256": report.file_sha256(run / "full" / "best.pt"),
         "settings": {"seed": 7, "threads": 2},
         "original": {"name": "original", "params": 1000, "gmacs": 0.01, "latency": latency, "val": val(0.86),
                      "arch": UNET_ARCH},
@@ -188,7 +188,7 @@ def test_report_is_valid_html_with_embedded_pngs(run_dir, synthetic_root):
     assert "Test CPU 3000" in text
     # provenance: commands, seeds, versions, sha256 of each checkpoint
     assert "OMP_NUM_THREADS=1 roadseg qat --seed 3" in text and "seed 7" in text and "9.9.9" in text
-    assert report.sha256_of(run_dir / "full" / "best.pt") in text
+    assert report.file_sha256(run_dir / "full" / "best.pt") in text
     assert not list(run_dir.glob(".report.*"))  # atomic writes left no temporaries
 
 

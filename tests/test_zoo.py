@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from roadseg.models.core.dataset_layouts import drive_of, find_samples
-from roadseg.models.core.zoo import ZOO_DIR, resolve_model, sha256_of
+from roadseg.models.core.fileio import file_sha256
+from roadseg.models.core.zoo import ZOO_DIR, resolve_model
 from tests.conftest import REPO_ROOT, shared_data
 
 MANIFEST = ZOO_DIR / "manifest.json"
@@ -28,7 +29,7 @@ def test_manifest_hashes_match_the_files_and_sizes_stay_small(name):
     entry = json.loads(MANIFEST.read_text())["models"][name]
     for kind, record in entry["files"].items():
         path = ZOO_DIR / record["file"]
-        assert sha256_of(path) == record["sha256"], f"{path} does not match the manifest"
+        assert file_sha256(path) == record["sha256"], f"{path} does not match the manifest"
         assert path.stat().st_size <= 2.5e6, f"{path} is too large for the repository"
         assert resolve_model(name, kind) == path
     assert entry["data"] and len(entry["input_size"]) == 2 and entry["evaluations"]

@@ -11,6 +11,7 @@ killed mid-write is removed by the next write of the same file (never one of a l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -124,6 +125,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (model files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def require_output_folder(folder: Path, flag: str = "--out") -> None:

@@ -14,12 +14,12 @@ a recipe but no trained files (``cityscapes-*``) say so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from roadseg.models.core.cli import ToolError
+from roadseg.models.core.fileio import file_sha256
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # models/zoo, installed as roadseg/models/zoo
 ZOO_DIR_ENV = "ROADSEG_ZOO_DIR"  # another zoo folder (a team's own models; the tests' tiny zoo)
@@ -30,14 +30,6 @@ KINDS = ("onnx", "checkpoint")
 
 class ZooError(ToolError):
     """A zoo name that cannot be used; the message names the model, the file and what is wrong."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def current_zoo_dir() -> Path:
@@ -94,7 +86,7 @@ def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path | N
     file = zoo_dir / record["file"]
     if not file.is_file():
         raise ZooError(f"--model {text}: its file {file} is missing")
-    actual = sha256_of(file)
+    actual = file_sha256(file)
     if actual != record["sha256"]:
         raise ZooError(f"--model {text}: {file} has sha256 {actual[:16]}..., the manifest says "
                        f"{record['sha256'][:16]}...; the file is damaged or was replaced")
