@@ -3,7 +3,7 @@
 Reads an .onnx file (our export, whose ``roadseg.*`` metadata OpenVINO keeps in the model's
 ``rt_info["framework"]``) or an OpenVINO IR (.xml + .bin, e.g. the INT8 file of ``roadseg quantize
 --target openvino``). Compiled models are cached on disk (``$XDG_CACHE_HOME/roadseg/openvino``, or
-``--cache-dir``), so the second start of a model skips compilation. Threads and the performance hint
+the ``cache_dir`` argument), so the second start of a model skips compilation. Threads and the performance hint
 (LATENCY for one stream of frames) are set on the compiled model; the device is ``CPU`` or any
 device name OpenVINO reports (``GPU``, ``NPU``) where present.
 

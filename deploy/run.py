@@ -73,7 +73,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     runtime = p.add_argument_group("run time")
     runtime.add_argument("--backend", choices=BACKENDS, default="auto",
                          help="auto: an .engine in TensorRT, an .xml in OpenVINO, an .onnx in onnxruntime when it "
-                              "has a GPU provider, else in OpenVINO when installed, else onnxruntime")
+                              "has a GPU provider; on a CPU with OpenVINO installed both are timed at startup and "
+                              "the faster kept (the summary says which and the figures)")
     runtime.add_argument("--threads", type=non_negative_int, default=0,
                          help="CPU threads of the runtime (0 = its default)")
     runtime.add_argument("--providers", nargs="+", default=None,

@@ -1,7 +1,7 @@
 """One GPU check: what a machine with an NVIDIA GPU can run of roadseg, in a few minutes, without the network.
 
     python export/gpu_check.py --out runs/gpu_check        # make gpu-check
-    python export/gpu_check.py --out runs/gpu_check --train-iters 100 --keep-going-without-torch-cuda
+    python export/gpu_check.py --out runs/gpu_check --train-iters 100
 
 It writes one JSON (``--out/gpu_check.json``, or ``--json``): every check with ``passed``, ``failed`` or
 ``skipped``, its reason, seconds and figures, plus ``not_tested`` (each check it could not run, and why) and the

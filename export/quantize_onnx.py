@@ -71,7 +71,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     gate = p.add_argument_group("parity gate (against the FP32 file)")
     gate.add_argument("--min-agreement", type=float, default=98.0, help="percent of pixels whose class agrees")
     gate.add_argument("--max-iou-delta", type=non_negative_float, default=0.3, help="road IoU points")
-    speed = p.add_argument_group("latency (onnxruntime CPU, model only)")
+    speed = p.add_argument_group("latency (model only; onnxruntime CPU, OpenVINO for --target openvino)")
     speed.add_argument("--threads", type=non_negative_int, default=0, help="0 = onnxruntime's default")
     speed.add_argument("--warmup", type=non_negative_int, default=3)
     speed.add_argument("--runs", type=positive_int, default=20)

@@ -9,7 +9,7 @@ knows input size, normalisation and labels without flags.
 
     python export/to_tensorrt.py --model runs/demo/model.onnx --precision fp16 --out runs/demo/trt
     python export/to_tensorrt.py --model runs/demo/model.int8.onnx --precision int8 --engine runs/demo/int8.engine
-    python export/to_fp16.py --model runs/demo/model_fp32.onnx     # TensorRT 11.x: FP16 must be in the ONNX
+    roadseg fp16 --model runs/demo/model_fp32.onnx     # TensorRT 11.x: FP16 must be in the ONNX
     python export/to_tensorrt.py --model runs/demo/model_fp16.onnx --precision fp16 --out runs/demo/trt
 
 ``--out DIR`` (default: the ONNX file's folder) writes ``DIR/<onnx stem>.<key[:16]>.engine``, so engines
@@ -260,7 +260,7 @@ def check_precision_for_tensorrt(precision: str, info: ModelInfo, where: Path, t
     if tensorrt_major(tensorrt_version) >= 11 and precision == "fp16" and info.precision != "fp16":
         raise ToolError(f"{where}: is {info.precision}, and TensorRT {tensorrt_version} builds strongly typed networks "
                         "only (no FP16 builder flag since 11.0), so it would give an FP32 engine; convert it first: "
-                        f"python export/to_fp16.py --model {where} (writes model_fp16.onnx behind a parity gate), "
+                        f"roadseg fp16 --model {where} (writes model_fp16.onnx behind a parity gate), "
                         "then build that file with --precision fp16")
 
 

@@ -17,6 +17,7 @@ from roadseg.models.architectures import add_model_arguments, model_from_args
 from roadseg.models.checkpoint import make_checkpoint, save_checkpoint
 from roadseg.models.complexity import count_params_and_macs
 from roadseg.models.core.cli import ToolError, run
+from roadseg.models.core.fileio import refuse_to_overwrite, require_output_folder
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -24,6 +25,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Write an untrained model checkpoint.", add_help=add_help,
                                      prog="models/init_checkpoint.py")
     parser.add_argument("--out", type=Path, required=True, help="output folder (writes init.pt)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing init.pt")
     add_model_arguments(parser)
     parser.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=[256, 512])
     parser.add_argument("--seed", type=int, default=0)
@@ -31,6 +33,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    require_output_folder(args.out)
+    refuse_to_overwrite(args.out / "init.pt", args.overwrite)
     torch.manual_seed(args.seed)
     try:
         model = model_from_args(args)

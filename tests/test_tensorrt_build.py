@@ -476,7 +476,7 @@ def test_tensorrt_11_refuses_fp16_from_an_fp32_onnx_and_says_how_to_convert(tmp_
     with pytest.raises(ToolError) as caught:
         trt_export.check_precision_for_tensorrt("fp16", INFO, where, "11.2.1")
     message = str(caught.value)
-    assert "\n" not in message and "strongly typed" in message and f"export/to_fp16.py --model {where}" in message
+    assert "\n" not in message and "strongly typed" in message and f"roadseg fp16 --model {where}" in message
     # accepted: an FP16 ONNX on 11.x, a Q/DQ ONNX for int8 on 11.x, and anything 10.x could build before
     trt_export.check_precision_for_tensorrt("fp16", INFO.with_changes(precision="fp16"), where, "11.2.1")
     trt_export.check_precision_for_tensorrt("int8", INFO.with_changes(precision="int8-qat-qdq"), where, "11.2.1")
@@ -512,7 +512,7 @@ def test_main_on_tensorrt_11_refuses_fp16_from_fp32_before_touching_the_gpu(fp32
 
     monkeypatch.setattr(trt_export, "cuda_gpu", no_gpu_needed)
     args = get_args_parser().parse_args(["--model", str(fp32_onnx), "--precision", "fp16", "--out", str(tmp_path)])
-    with pytest.raises(ToolError, match="export/to_fp16.py"):
+    with pytest.raises(ToolError, match="roadseg fp16"):
         trt_export.main(args)
 
 

@@ -3,7 +3,7 @@
 ``models/zoo/manifest.json`` (or the one in ``$ROADSEG_ZOO_DIR``, a team's own zoo) lists each
 model: its FP32 ONNX file (with roadseg metadata) and its plain-data checkpoint (for fine-tuning),
 their sha256, the data it was trained on, its input size and its measured figures;
-``models/zoo/MODEL_CARD.md`` says how each was made. A name resolves to its file only when the
+the model card beside the files (``MODEL_CARD.md``) says how each was made. A name resolves to its file only when the
 file's hash matches the manifest, so a damaged or swapped file is refused in one line. Names with
 a recipe but no trained files (``cityscapes-*``) say so.
 
