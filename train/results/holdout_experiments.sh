@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The held-out-drive experiments behind the CamVid model zoo, in the order they are run. Each run
+# trains on the train frames of drives 0001TP and 0016E5 and picks best.pt on every frame of drive
+# 0006R0 (--holdout-drive 0006R0), which no run trains on. A finished run (train_report.json) is
+# skipped and an interrupted one resumes, so the script can be stopped and started again at will.
+#
+#   bash train/results/holdout_experiments.sh ../shared/data/camvid runs/holdout
+#
+# Results: train/results/camvid_holdout.md. Needs `make install` (the roadseg command in .venv).
+set -euo pipefail
+CAMVID=${1:?usage: holdout_experiments.sh CAMVID_DIR RUNS_DIR}
+RUNS=${2:?usage: holdout_experiments.sh CAMVID_DIR RUNS_DIR}
+RS=${RS:-.venv/bin/roadseg}
+PY=${PY:-.venv/bin/python}
+DATA="--dataset camvid --data-path $CAMVID --holdout-drive 0006R0"
+RECIPE="--img-size 176 240 --epochs 36 --batch-size 8 --lr 2e-3 --dice-weight 0.5 --warmup-iters 100 --eval-every 2 --workers 1"
+STRONG="--scale-range 0.5 2.0 --augment strong"
+SYN=$RUNS/synthetic_360x480
+
+train() {  # NAME ARGS...: one run into $RUNS/NAME, resumed when interrupted, skipped when finished
+  local out=$RUNS/$1; shift
+  [ -f "$out/train_report.json" ] && { echo "done: $out"; return; }
+  local resume=; [ -f "$out/last.pt" ] && resume=--resume
+  echo "== $out"; nice -n 10 $RS train "$@" --out "$out" $resume
+}
+best_iou() { $PY -c "import json; print(json.load(open('$RUNS/$1/train_report.json'))['best_val']['road_iou'])"; }
+
+# e0: the recipe of the published (in-sequence) numbers, re-scored on the held-out drive
+train e0_unet_b16 $DATA $RECIPE --scale-range 0.75 1.5 --base-width 16
+# e1: strong augmentation (colour, blur, grey, noise, haze) and a wider scale range
+train e1_unet_b16_strong $DATA $RECIPE $STRONG --base-width 16
+# e2: pretraining on 2,000 synthetic scenes (2 epochs), then e1's recipe from those weights
+[ -d $SYN/leftImg8bit ] || $RS synth --out $SYN --num 2000 --num-val 100 --size 360 480 --seed 100
+train e2_syn_pretrain_unet_b16 --dataset synthetic --data-path $SYN --img-size 176 240 --epochs 2 --batch-size 8 \
+  --lr 2e-3 --dice-weight 0.5 --warmup-iters 100 --eval-every 1 --workers 1 $STRONG --base-width 16
+train e2_unet_b16_synpre_strong $DATA $RECIPE $STRONG --init-from $RUNS/e2_syn_pretrain_unet_b16/best.pt
+# the better of e1/e2 teaches the fast model; the peer gets the same recipe (with pretraining if it helped)
+if $PY -c "import sys; sys.exit(0 if $(best_iou e2_unet_b16_synpre_strong) > $(best_iou e1_unet_b16_strong) else 1)"
+then TEACHER=e2_unet_b16_synpre_strong; SYNPRE=1; else TEACHER=e1_unet_b16_strong; SYNPRE=0; fi
+echo "teacher: $TEACHER (synthetic pretraining: $SYNPRE)"
+train e3_mobile_head4_strong $DATA $RECIPE $STRONG --arch mobile_unet --head-stride 4 --act relu
+train e3_mobile_head4_strong_kd $DATA $RECIPE $STRONG --arch mobile_unet --head-stride 4 --act relu \
+  --teacher $RUNS/$TEACHER/best.pt
+if [ $SYNPRE = 1 ]; then
+  train e3_syn_pretrain_lraspp --dataset synthetic --data-path $SYN --img-size 176 240 --epochs 2 --batch-size 8 \
+    --lr 2e-3 --dice-weight 0.5 --warmup-iters 100 --eval-every 1 --workers 1 $STRONG --arch lraspp_mobilenet_v3_large
+  train e3_lraspp_final_recipe $DATA $RECIPE $STRONG --init-from $RUNS/e3_syn_pretrain_lraspp/best.pt
+else
+  train e3_lraspp_final_recipe $DATA $RECIPE $STRONG --arch lraspp_mobilenet_v3_large
+fi
