@@ -52,6 +52,7 @@ from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, r
 from roadseg.models.core.demo_stages import STAGES_FILE, read_stages
 from roadseg.models.core.fileio import atomic_write_bytes, file_sha256
 from roadseg.models.core.model_metadata import MetadataError, ModelInfo
+from roadseg.models.core.zoo import current_zoo_dir, read_manifest
 
 # torchvision peers (models/peers.py), as roadseg.deploy.benchmark names them
 PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
@@ -427,9 +428,43 @@ def data_kind(found: Found) -> str:
     return ", ".join(sorted(datasets)) or "unknown"
 
 
+def zoo_lines(found: Found) -> list[str]:
+    """The shipped zoo models timed in this run against the peer, with their real-road figures quoted
+    from the zoo manifest (the model card's CamVid evaluation, not measured here)."""
+    try:
+        zoo_dir = current_zoo_dir().resolve()
+        entries = read_manifest()["models"]
+    except ToolError:
+        return []
+    by_file = {entry["files"]["onnx"]["file"]: (name, entry) for name, entry in entries.items()
+               if "onnx" in entry.get("files", {})}
+    lines = []
+    for bench in found.benches:
+        rows = bench["report"]["rows"]
+        for row in rows:
+            path = Path(row.get("path", ""))
+            if path.name not in by_file or path.resolve().parent != zoo_dir:
+                continue
+            name, entry = by_file[path.name]
+            size = "x".join(map(str, row.get("size", [])))
+            text = (f"Model zoo, real roads: {name} ({entry.get('arch')}, {num(entry.get('params'), ',')} params) "
+                    f"runs in {row['p50_ms']:.2f} ms at {size} ({row.get('backend')}, {bench['report'].get('cpu')})")
+            first = next((r for r in rows if r.get("size") == row.get("size")), None)
+            if first is not None and first is not row and first.get("arch_name") in PEER_NAMES:
+                text += f", {row.get('speedup', 0):.2f}x the speed of the {first['arch_name']} peer in the same run"
+            evaluations = entry.get("evaluations") or {}
+            quoted = [f"{what.replace('_', ' ')} road IoU {pct(e.get('road_iou'))}%"
+                      for what, e in evaluations.items() if isinstance(e, dict) and "road_iou" in e]
+            if quoted:
+                text += f"; {', '.join(quoted)} ({entry.get('dataset') or 'its data'}, from the model card, " \
+                        "not measured in this run)"
+            lines.append(text + ".")
+    return lines
+
+
 def headline(found: Found, rows: list[dict]) -> list[str]:
     """A few sentences a person reads first; they say what data every figure is on."""
-    lines = []
+    lines = zoo_lines(found)
     if "synthetic" in data_kind(found):
         lines.append("Synthetic data: every road IoU here is measured on generated road scenes (the synthetic set "
                      "and a synthetic drive). It shows the chain working end to end on this machine, not how well "
@@ -848,9 +883,12 @@ def build(args, found: Found) -> tuple[str, str]:
     synthetic = "synthetic" in data_kind(found)
     sections = []
 
-    head_html = "".join(f'<p class="{"synthetic" if synthetic and i == 0 else ""}">{html.escape(line)}</p>'
-                        for i, line in enumerate(lines)) or "<p>Nothing the stages write was found here.</p>"
-    head_md = "\n\n".join(("> " + line) if synthetic and i == 0 else line for i, line in enumerate(lines))
+    def banner(line: str) -> bool:
+        return synthetic and line.startswith("Synthetic data:")
+
+    head_html = "".join(f'<p class="{"synthetic" if banner(line) else ""}">{html.escape(line)}</p>'
+                        for line in lines) or "<p>Nothing the stages write was found here.</p>"
+    head_md = "\n\n".join(("> " + line) if banner(line) else line for line in lines)
     sections.append(Section("", f'<div class="headline">{head_html}</div>', head_md))
 
     if found.stages:

@@ -285,3 +285,32 @@ def test_recorder_command_line(tmp_path):
     subprocess.run([*base, "skip", str(tmp_path), "zoo", "no zoo"], check=True, timeout=60)
     assert [(s["name"], s["status"]) for s in read_stages(tmp_path)] == [("s", "ok"), ("zoo", "skipped")]
     assert subprocess.run([*base, "check", str(tmp_path)], timeout=60).returncode == 0
+
+
+def test_headline_puts_the_zoo_first_with_its_model_card_figures(tmp_path, monkeypatch):
+    """When the demo timed shipped zoo models against the peer, the report opens with them, quoting
+    their real-road figures from the zoo manifest as such (they are not measured in the run)."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    onnx = tiny_onnx(zoo / "camvid-road.onnx", size=(64, 128))
+    manifest = {"format": "roadseg-zoo/1", "models": {"camvid-road": {
+        "files": {"onnx": {"file": onnx.name, "sha256": report.file_sha256(onnx)}}, "dataset": "camvid",
+        "arch": "unet", "params": 50262, "input_size": [64, 128],
+        "evaluations": {"heldout_drive": {"road_iou": 0.9512}, "in_sequence": {"road_iou": 0.9601}}}}}
+    write_json(zoo / "manifest.json", manifest)
+    monkeypatch.setenv("ROADSEG_ZOO_DIR", str(zoo))
+    run = tmp_path / "run"
+    peer = tiny_onnx(run / "zoo" / "peer-64x128" / "model_fp32.onnx", size=(64, 128),
+                     arch={"name": "lraspp_mobilenet_v3_large"}, stage="init")
+    rows = [{"name": "peer (untrained peer)", "path": str(peer), "arch_name": "lraspp_mobilenet_v3_large",
+             "backend": "onnxruntime", "precision": "fp32", "size": [64, 128], "p50_ms": 6.0, "p90_ms": 7.0,
+             "fps": 166.7, "speedup": 1.0, "road_iou": None, "threads": 2},
+            {"name": "camvid-road", "path": str(onnx), "arch_name": "unet", "backend": "openvino",
+             "precision": "fp32", "size": [64, 128], "p50_ms": 2.0, "p90_ms": 2.5, "fps": 500.0, "speedup": 3.0,
+             "road_iou": None, "threads": 2}]
+    write_json(run / "zoo" / "bench-64x128" / "benchmark.json", {"rows": rows, "cpu": "Test CPU", "threads": 2})
+    _, markdown = render(run)
+    first = [line for line in markdown.splitlines() if line.strip() and not line.startswith("#")][1]
+    assert first.startswith("Model zoo, real roads: camvid-road"), first
+    assert "3.00x the speed of the lraspp_mobilenet_v3_large peer" in first
+    assert "heldout drive road IoU 95.12%" in first and "from the model card, not measured in this run" in first
