@@ -100,6 +100,19 @@ def check_args(args) -> None:
             raise ToolError(f"--model {path}: no such file")
 
 
+def model_bytes(path: Path) -> int:
+    """A model's size on disk: an OpenVINO IR is its .xml and the .bin of its weights."""
+    weights = path.with_suffix(".bin") if path.suffix == ".xml" else None
+    return path.stat().st_size + (weights.stat().st_size if weights is not None and weights.exists() else 0)
+
+
+def runs_in(path: Path, backend: str) -> bool:
+    """Whether ``backend`` can run this file: an .xml only in OpenVINO, an .engine only in TensorRT
+    (with --backends onnxruntime openvino, an IR is timed once, not refused)."""
+    only = {".xml": "openvino", ".engine": "tensorrt"}.get(path.suffix)
+    return backend == "auto" or only is None or only == backend
+
+
 def check_size(backend: Backend, size: tuple[int, int]) -> None:
     multiple = backend.info.size_multiple
     if size[0] % multiple or size[1] % multiple:
@@ -237,7 +250,8 @@ def main(args: argparse.Namespace) -> int:
     check_args(args)
     sizes = list(dict.fromkeys(args.sizes)) if args.sizes else None
     # model x backend: every model in every backend asked for, all in the same interleaved rounds
-    backends = [open_backend(path, args.threads, backend=name) for path in args.model for name in args.backends]
+    backends = [open_backend(path, args.threads, backend=name) for path in args.model for name in args.backends
+                if runs_in(path, name)]
     run_benchmark(args, sizes, backends)
     return 0
 
@@ -270,7 +284,7 @@ def run_benchmark(args, sizes, backends: list[Backend]) -> dict:
             name = names[i] + (" (untrained peer)" if is_untrained_peer(backend) else "")
             rows.append({"name": name, "path": str(backend.path), "arch_name": backend.info.arch.get("name"),
                          **backend.describe(), "size": list(size),
-                         "file_mb": backend.path.stat().st_size / 1e6, "params": complexity.get("params"),
+                         "file_mb": model_bytes(backend.path) / 1e6, "params": complexity.get("params"),
                          "gmacs": scaled_gmacs(backend.info, size), **stats,
                          "road_iou": ious[i]["road_iou"] if ious[i] else None, "val": ious[i]})
     for r in rows:  # ratios against the first model at the same input size

@@ -100,3 +100,14 @@ def test_quantize_for_openvino_writes_an_ir_with_our_metadata(tiny_onnx, synthet
     assert report["parity"]["images"] == 2 and report["latency"]["int8"]["p50_ms"] > 0
     assert report["quantization"]["max_drop_points"] == 100
     assert_one_line_error(run_script("export/quantize_onnx.py", *argv), "model_int8_ov.xml", "--overwrite")
+
+
+def test_bench_times_an_ir_only_in_openvino_and_counts_its_weights(tmp_path):
+    from roadseg.deploy.benchmark import model_bytes, runs_in
+
+    (tmp_path / "m.xml").write_bytes(b"x" * 10)
+    (tmp_path / "m.bin").write_bytes(b"w" * 90)
+    assert model_bytes(tmp_path / "m.xml") == 100
+    assert runs_in(tmp_path / "m.xml", "openvino") and not runs_in(tmp_path / "m.xml", "onnxruntime")
+    assert runs_in(tmp_path / "m.onnx", "onnxruntime") and runs_in(tmp_path / "m.onnx", "openvino")
+    assert runs_in(tmp_path / "m.engine", "tensorrt") and not runs_in(tmp_path / "m.engine", "openvino")
