@@ -275,8 +275,9 @@ def run_benchmark(args, sizes, backends: list[Backend]) -> dict:
 
     rows = []
     names = row_names([backend.path for backend in backends])
-    if len({backend.kind for backend in backends}) > 1:  # the same file in several backends
-        names = [f"{name} [{backend.kind}]" for name, backend in zip(names, backends, strict=True)]
+    paths = [backend.path for backend in backends]
+    names = [f"{name} [{backend.kind}]" if paths.count(backend.path) > 1 else name  # one file, several runtimes
+             for name, backend in zip(names, backends, strict=True)]
     for i, backend in enumerate(backends):
         for size in sizes_of[i]:
             complexity = backend.info.meta.get("complexity") or {}
