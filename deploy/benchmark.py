@@ -181,6 +181,34 @@ def mark_pareto_front(rows: list[dict]) -> None:
                               and (o["p50_ms"] < r["p50_ms"] or o["road_iou"] > r["road_iou"]) for o in rivals)
 
 
+def best_backend_rows(rows: list[dict]) -> list[dict]:
+    """Per file and size, the row of its fastest runtime, and its speed-up against the first file's
+    fastest: so "faster than the peer" is never against a peer held back by its runtime."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["path"], tuple(r["size"])), []).append(r)
+    best = []
+    for (path, size), group in groups.items():
+        fastest = min(group, key=lambda r: r["p50_ms"])
+        best.append({"path": path, "name": fastest["name"].split(" [")[0], "size": list(size),
+                     "backend": fastest["backend"], "p50_ms": fastest["p50_ms"], "road_iou": fastest["road_iou"],
+                     "backends_timed": {r["backend"]: r["p50_ms"] for r in group}})
+    for b in best:
+        first = next(o for o in best if o["size"] == b["size"])
+        b["speedup_vs_first_best"] = first["p50_ms"] / b["p50_ms"]
+    return best
+
+
+def best_table(best: list[dict]) -> str:
+    lines = ["| model | size | fastest runtime | p50 ms | speed-up | all runtimes (p50 ms) |",
+             "|---|---|---|---|---|---|"]
+    for b in best:
+        timed = ", ".join(f"{k} {v:.2f}" for k, v in b["backends_timed"].items())
+        lines.append(f"| {b['name']} | {b['size'][0]}x{b['size'][1]} | {b['backend']} | {b['p50_ms']:.2f} "
+                     f"| x{b['speedup_vs_first_best']:.2f} | {timed} |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: list[dict]) -> str:
     header = ("| model | precision | backend | size | MB | params | GMACs | p50 ms | p90 ms | p99 ms | FPS "
               "| road IoU | speed-up | IoU delta | Pareto |")
@@ -294,12 +322,16 @@ def run_benchmark(args, sizes, backends: list[Backend]) -> dict:
         both = r["road_iou"] is not None and first["road_iou"] is not None
         r["iou_delta_points"] = 100 * (r["road_iou"] - first["road_iou"]) if both else None
     mark_pareto_front(rows)
+    best = best_backend_rows(rows)
     report = {"covers": "model only: a preprocessed (1, 3, H, W) tensor in, logits out",
               "cpu": cpu_model(), "threads": args.threads or "runtime default", "warmup": args.warmup,
               "runs_per_round": args.runs, "rounds": args.rounds,
               "eval": {"dataset": args.dataset, "split": args.split, "images": args.eval_images or "all"},
-              "rows": rows}
+              "rows": rows, "best_backend": best}
     table = markdown_table(rows)
+    if any(len(b["backends_timed"]) > 1 for b in best):
+        table += "\n\nEach file in its fastest runtime (speed-up against the first file in its own fastest):\n\n"
+        table += best_table(best)
     print(table)
     print(f"\n{report['covers']}; {report['cpu']}, threads {report['threads']}, {args.warmup} warm-up + "
           f"{args.runs} timed runs x {args.rounds} interleaved rounds; "

@@ -111,3 +111,20 @@ def test_bench_times_an_ir_only_in_openvino_and_counts_its_weights(tmp_path):
     assert runs_in(tmp_path / "m.xml", "openvino") and not runs_in(tmp_path / "m.xml", "onnxruntime")
     assert runs_in(tmp_path / "m.onnx", "onnxruntime") and runs_in(tmp_path / "m.onnx", "openvino")
     assert runs_in(tmp_path / "m.engine", "tensorrt") and not runs_in(tmp_path / "m.engine", "openvino")
+
+
+def test_each_model_in_its_fastest_runtime_is_what_speed_ups_compare():
+    """A peer that is fastest in OpenVINO is compared in OpenVINO, whatever runtime ours prefers."""
+    from roadseg.deploy.benchmark import best_backend_rows, best_table
+
+    def row(path, backend, ms):
+        return {"path": path, "name": f"{path} [{backend}]", "size": [64, 128], "backend": backend, "p50_ms": ms,
+                "road_iou": None}
+
+    rows = [row("peer.onnx", "onnxruntime", 20.0), row("peer.onnx", "openvino", 10.0),
+            row("ours.onnx", "onnxruntime", 4.0), row("ours.onnx", "openvino", 5.0)]
+    best = {b["path"]: b for b in best_backend_rows(rows)}
+    assert best["peer.onnx"]["backend"] == "openvino" and best["ours.onnx"]["backend"] == "onnxruntime"
+    assert best["ours.onnx"]["speedup_vs_first_best"] == 2.5  # 10 ms / 4 ms, not 20 / 4
+    assert best["peer.onnx"]["backends_timed"] == {"onnxruntime": 20.0, "openvino": 10.0}
+    assert "| ours.onnx | 64x128 | onnxruntime | 4.00 | x2.50 |" in best_table(list(best.values()))
