@@ -1,7 +1,7 @@
-"""The threaded deploy pipeline: capture + preprocess | infer | postprocess + render + write.
+"""The threaded deploy pipeline: capture + preprocess | infer | postprocess + render | write.
 
-Three threads joined by bounded queues, so decoding and encoding overlap inference (OpenCV and
-onnxruntime release the GIL while they work). Files are processed frame by frame (a full queue
+Four threads joined by bounded queues, so decoding, rendering and encoding overlap inference and
+each other (OpenCV, the encoder and the runtimes release the GIL while they work). Files are processed frame by frame (a full queue
 makes the reader wait); live sources keep only the newest frames (a full queue drops its oldest
 frame), so the view never lags behind the camera.
 
@@ -183,6 +183,7 @@ class Pipeline:
         self.drop = source.live if options.drop_frames is None else options.drop_frames
         self.inbox: queue.Queue = queue.Queue(options.queue_size)
         self.outbox: queue.Queue = queue.Queue(options.queue_size)
+        self.writebox: queue.Queue = queue.Queue(options.queue_size)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.stats = RunningStats(options.warmup, options.reservoir_size)
@@ -279,9 +280,23 @@ class Pipeline:
             self._put(self.outbox, _END, may_drop=False)
 
     def output_loop(self) -> None:
+        """Post-process and render; the frame then waits for the writer. Rendering and encoding run in
+        two threads so that their times overlap instead of adding up (OpenCV and the encoder release
+        the GIL): with a model of a few ms they are what limits the frame rate."""
         try:
             while (frame := self._get(self.outbox)) is not _END:
-                self._finish(frame)
+                self._render(frame)
+                self._put(self.writebox, frame, may_drop=False)
+        except BaseException as err:
+            self.errors.append(err)
+            self.stop.set()
+        finally:
+            self._put(self.writebox, _END, may_drop=False)
+
+    def write_loop(self) -> None:
+        try:
+            while (frame := self._get(self.writebox)) is not _END:
+                self._write(frame)
                 if any(getattr(sink, "closed_by_user", False) for sink in self.sinks):
                     self.stop_reason = "window closed"
                     self.stop.set()
@@ -289,7 +304,7 @@ class Pipeline:
             self.errors.append(err)
             self.stop.set()
 
-    def _finish(self, frame: Frame) -> None:
+    def _render(self, frame: Frame) -> None:
         started = time.perf_counter()
         height, width = frame.image.shape[:2]
         classes = logits_to_classes(frame.logits[0], (height, width))
@@ -300,16 +315,19 @@ class Pipeline:
             self.labelled += 1
         frame.logits = None
         rendered = time.perf_counter()
-        shown = render(frame.image, classes, self.options.mode, self.options.alpha)
+        frame.image = render(frame.image, classes, self.options.mode, self.options.alpha)
         if self.options.status:
-            draw_status(shown, self.status_text())
+            draw_status(frame.image, self.status_text())
+        frame.timings.update(postprocess=rendered - started, render=time.perf_counter() - rendered)
+
+    def _write(self, frame: Frame) -> None:
         written = time.perf_counter()
         for sink in self.sinks:
-            sink.write(shown)
+            sink.write(frame.image)
         if self.publish:
-            self.publish(shown, self.live_stats())
+            self.publish(frame.image, self.live_stats())
         now = time.perf_counter()
-        frame.timings.update(postprocess=rendered - started, render=written - rendered, write=now - written)
+        frame.timings["write"] = now - written
         self.stats.add(frame.started, now, frame.timings)
         self.recent_done.append(now)
         if self.progress:
@@ -355,12 +373,14 @@ class Pipeline:
     def run(self) -> dict:
         start = time.perf_counter()
         workers = [threading.Thread(target=self.capture_loop, name="capture", daemon=True),
-                   threading.Thread(target=self.output_loop, name="output", daemon=True)]
+                   threading.Thread(target=self.output_loop, name="output", daemon=True),
+                   threading.Thread(target=self.write_loop, name="write", daemon=True)]
         for worker in workers:
             worker.start()
         try:
             self.infer_loop()
             workers[1].join()
+            workers[2].join()
         except KeyboardInterrupt as stop:
             self.stop_reason = getattr(stop, "reason", "interrupted (Ctrl-C)")
             self.stop.set()
