@@ -1,9 +1,9 @@
 """The threaded deploy pipeline: capture + preprocess | infer | postprocess + render | write.
 
 Four threads joined by bounded queues, so decoding, rendering and encoding overlap inference and
-each other (OpenCV, the encoder and the runtimes release the GIL while they work). Files are processed frame by frame (a full queue
-makes the reader wait); live sources keep only the newest frames (a full queue drops its oldest
-frame), so the view never lags behind the camera.
+each other (OpenCV, the encoder and the runtimes release the GIL while they work). Files are
+processed frame by frame (a full queue makes the reader wait); live sources keep only the newest
+frames (a full queue drops its oldest frame), so the view never lags behind the camera.
 
 Statistics live in bounded memory, so a run can last for days: counts and sums for the means, and
 for the latency percentiles a seeded uniform reservoir of at most ``RESERVOIR_SIZE`` samples per
