@@ -13,6 +13,7 @@ delta in points. The gate fails when agreement is below ``min_agreement`` percen
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from roadseg.deploy.labelled_frames import load_labelled_frames
 from roadseg.deploy.preprocess import logits_to_classes
 from roadseg.models.core.cli import ToolError
+from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.model_metadata import ModelInfo
 from roadseg.models.core.road_metrics import confusion_matrix, road_metrics
 
@@ -76,6 +78,18 @@ def require_parity(report: dict, min_agreement: float, max_iou_delta: float, wha
     if failures:
         raise ParityError(f"parity gate failed for {what} on {report['images']} images: {'; '.join(failures)} "
                           f"(max |logit diff| {report['max_abs_logit_diff']:.3g})")
+
+
+def gate(report: dict, parity: dict, args, what: str, failed_report: Path) -> None:
+    """Print the parity summary and apply the gate (``args.min_agreement``, ``args.max_iou_delta``). On a
+    failure the figures go to ``failed_report`` and ParityError is raised: an earlier good file and its
+    report stay as they were, since the caller writes the new ones only after this returns."""
+    print(summary_line(parity), file=sys.stderr)
+    try:
+        require_parity(parity, args.min_agreement, args.max_iou_delta, what)
+    except ParityError:
+        atomic_write_json(failed_report, report)
+        raise
 
 
 def summary_line(report: dict) -> str:

@@ -34,7 +34,7 @@ import onnx
 from roadseg.deploy.latency import checked_onnx_session, cpu_model, interleaved_onnx_latency, onnx_session
 from roadseg.export.onnx_export import INPUT_NAME
 from roadseg.export.onnx_info import read_onnx_info
-from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
+from roadseg.export.parity import compare, gate, load_parity_images
 from roadseg.models.checkpoint import file_sha256
 from roadseg.models.core.cli import ToolError, non_negative_float, non_negative_int, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite, require_output_folder
@@ -194,13 +194,8 @@ def main(args: argparse.Namespace) -> int:
     parity["reference"], parity["candidate"] = f"{args.model} (onnxruntime)", f"{stem}.onnx (onnxruntime)"
     report = {"model": str(args.model), "target": args.target, "precision": precision, "quantization": settings,
               "bytes": {"fp32": len(fp32_bytes), "int8": len(data)}, "parity": parity, "cpu": cpu_model()}
-    print(summary_line(parity), file=sys.stderr)
     report_path = out / f"{stem}_report.json"
-    try:
-        require_parity(parity, args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.model}")
-    except ParityError:
-        atomic_write_json(out / f"{stem}_failed_report.json", report)  # an earlier good file stays
-        raise
+    gate(report, parity, args, f"{stem}.onnx vs {args.model}", out / f"{stem}_failed_report.json")
     onnx_path = atomic_write_bytes(out / f"{stem}.onnx", data)
     latency = interleaved_onnx_latency({"fp32": fp32_bytes, "int8": data}, info.input_size, rounds=args.rounds,
                                        threads=args.threads, warmup=args.warmup, runs=args.runs)

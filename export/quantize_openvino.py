@@ -27,7 +27,7 @@ from roadseg.deploy.benchmark import measure_latency
 from roadseg.deploy.latency import cpu_model
 from roadseg.deploy.openvino_backend import OpenVinoBackend, import_openvino
 from roadseg.deploy.preprocess import logits_to_classes
-from roadseg.export.parity import ParityError, compare, require_parity, summary_line
+from roadseg.export.parity import compare, gate
 from roadseg.models.core.cli import ToolError
 from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.model_metadata import ModelInfo
@@ -98,12 +98,7 @@ def run_openvino_target(args, info: ModelInfo, calib: list[np.ndarray], images: 
                   "quantization": {"tool": "nncf.quantize_with_accuracy_control", "calibration_images": len(calib),
                                    "calibration_split": args.calib_split, "max_drop_points": args.max_iou_delta},
                   "parity": parity, "cpu": cpu_model()}
-        print(summary_line(parity), file=sys.stderr)
-        try:
-            require_parity(parity, args.min_agreement, args.max_iou_delta, f"{STEM}.xml vs {args.model}")
-        except ParityError:
-            atomic_write_json(out / f"{STEM}_failed_report.json", report)  # an earlier good file stays
-            raise
+        gate(report, parity, args, f"{STEM}.xml vs {args.model}", out / f"{STEM}_failed_report.json")
         timing = SimpleNamespace(rounds=args.rounds, warmup=args.warmup, runs=args.runs)
         latency = measure_latency([reference, candidate], [[info.input_size]] * 2, timing)
         xml_path = save_ir(quantized, out)

@@ -47,7 +47,7 @@ import onnx
 from roadseg.deploy.backends import INPUT_NAME
 from roadseg.deploy.latency import checked_onnx_session, cpu_model, onnx_session
 from roadseg.export.onnx_info import read_onnx_info
-from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
+from roadseg.export.parity import compare, gate, load_parity_images
 from roadseg.models.core.cli import ToolError, non_negative_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite, require_output_folder
 from roadseg.models.core.model_metadata import write_onnx_info
@@ -198,12 +198,7 @@ def main(args: argparse.Namespace) -> int:
     report = {"model": str(args.model), "model_sha256": sha256_hex(fp32_bytes), "precision": "fp16",
               "conversion": settings, "io_types": io_types(proto), "dataset": dataset,
               "bytes": {"fp32": len(fp32_bytes), "fp16": len(data)}, "parity": parity, "cpu": cpu_model()}
-    print(summary_line(parity), file=sys.stderr)
-    try:
-        require_parity(parity, args.min_agreement, args.max_iou_delta, f"{STEM}.onnx vs {args.model}")
-    except ParityError:
-        atomic_write_json(out / f"{STEM}_failed_report.json", report)  # an earlier good file stays
-        raise
+    gate(report, parity, args, f"{STEM}.onnx vs {args.model}", out / f"{STEM}_failed_report.json")
     onnx_path = atomic_write_bytes(out / f"{STEM}.onnx", data)
     report["onnx"] = str(onnx_path)
     atomic_write_json(out / f"{STEM}_report.json", report)

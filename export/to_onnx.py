@@ -19,7 +19,6 @@ Writes ``--out/model_fp32.onnx`` (or ``model_int8_qat.onnx`` from a QAT checkpoi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 
 from roadseg.deploy.latency import onnx_session
 from roadseg.export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx
-from roadseg.export.parity import ParityError, compare, load_parity_images, require_parity, summary_line
+from roadseg.export.parity import compare, gate, load_parity_images
 from roadseg.models.checkpoint import file_sha256, load_model
 from roadseg.models.core.cli import ToolError, non_negative_float, positive_int, run
 from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, refuse_to_overwrite, require_output_folder
@@ -101,14 +100,8 @@ def main(args: argparse.Namespace) -> int:
               "simplified": not args.no_simplify, "input_size": list(info.input_size), "bytes": len(data),
               "parity": compare(torch_logits(model), onnx_logits(data), images)}
     report["parity"]["reference"], report["parity"]["candidate"] = "PyTorch checkpoint", "onnxruntime CPU"
-    print(summary_line(report["parity"]), file=sys.stderr)
     report_path = args.out / f"{stem}_report.json"
-    try:
-        require_parity(report["parity"], args.min_agreement, args.max_iou_delta, f"{stem}.onnx vs {args.ckpt}")
-    except ParityError:
-        # the figures say why; an earlier good export and its report stay as they were
-        atomic_write_json(args.out / f"{stem}_failed_report.json", report)
-        raise
+    gate(report, report["parity"], args, f"{stem}.onnx vs {args.ckpt}", args.out / f"{stem}_failed_report.json")
     onnx_path = atomic_write_bytes(args.out / f"{stem}.onnx", data)
     report["onnx"] = str(onnx_path)
     atomic_write_json(report_path, report)

@@ -19,6 +19,7 @@ import pytest
 
 import roadseg.export.to_fp16 as to_fp16
 from roadseg.export.onnx_info import read_onnx_info
+from roadseg.export.parity import ParityError
 from roadseg.models.core.cli import ToolError
 from tests.conftest import assert_one_line_error, exported_onnx, run_script
 from tests.test_tensorrt_build import INFO, tiny_onnx
@@ -102,7 +103,7 @@ def test_a_failed_gate_writes_only_the_failed_report_and_keeps_the_good_file(tmp
         return {**real_compare(reference, candidate, images), "agreement_percent": 90.0}
 
     monkeypatch.setattr(to_fp16, "compare", worse)
-    with pytest.raises(to_fp16.ParityError) as caught:
+    with pytest.raises(ParityError) as caught:
         run_main("--model", fp32, "--data-path", synthetic_root, "--parity-images", 1, "--calib-images", 1,
                  "--overwrite")
     assert "class agreement 90.000% < 98.0%" in str(caught.value)
