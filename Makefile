@@ -12,7 +12,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_RUN ?= runs/demo
 DEMO_DRIVE ?= data/synthetic_drive
 
-.PHONY: install demo test test-fast lint clean gpu-check
+.PHONY: install demo test test-fast lint clean gpu-check zoo
 
 install: $(STAMP)
 
@@ -126,6 +126,14 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(DEMO_RUN) $(DEMO_DATA) $(DEMO_DRIVE)
+
+# Re-make the CamVid model zoo (models/zoo/) from a CamVid folder: every held-out-drive training run
+# (resumable: run it again after an interruption), exports, OpenVINO INT8, one benchmark, publish.
+# About 5 CPU-hours on 2 cores. `make zoo CAMVID=../shared/data/camvid ZOO_RUNS=runs/holdout`
+CAMVID ?= ../shared/data/camvid
+ZOO_RUNS ?= runs/holdout
+zoo: $(STAMP)
+	bash train/results/make_zoo.sh $(CAMVID) $(ZOO_RUNS)
 
 # On a machine with an NVIDIA GPU: what it can run (CUDA training, GPU inference of the zoo, TensorRT and onnxruntime
 # engines FP16/INT8, deploy, bench), in a few minutes, no network; one JSON in runs/gpu_check/gpu_check.json.

@@ -10,6 +10,12 @@ entry in ``manifest.json`` (sha256 of both files, data, input size, measured fig
 The files must agree: the ONNX must have been exported from this checkpoint (its ``roadseg.source``
 is the checkpoint's sha256), so the zoo never pairs a model with another model's weights. Files over
 ``--max-mb`` are refused: the zoo lives in the git repository.
+
+A name can also be defined by its recipe alone, before anyone has trained it (the ``cityscapes-*``
+models, which need a GPU): ``--recipe`` records the commands, and the name then says so when used.
+
+    roadseg publish --name cityscapes-road --recipe "bash train/results/cityscapes_zoo.sh /data/cityscapes runs/cs" \
+        --data "Cityscapes fine train split; Cityscapes licence (non-commercial)"
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Publish a trained model into the model zoo.", add_help=add_help,
                                 prog="export/zoo_publish.py")
     p.add_argument("--name", required=True, help="zoo name, e.g. camvid-road (letters, digits and dashes)")
-    p.add_argument("--ckpt", type=Path, required=True, help="the trained checkpoint (best.pt)")
-    p.add_argument("--onnx", type=Path, required=True, help="its FP32 export (model_fp32.onnx)")
+    p.add_argument("--ckpt", type=Path, default=None, help="the trained checkpoint (best.pt)")
+    p.add_argument("--onnx", type=Path, default=None, help="its FP32 export (model_fp32.onnx)")
+    p.add_argument("--recipe", default=None,
+                   help="instead of --ckpt/--onnx: the commands that will make this model (a recipe-only entry)")
     p.add_argument("--data", required=True, help="what it was trained on, with the data's licence")
     p.add_argument("--eval", nargs="*", default=[], metavar="NAME=JSON",
                    help="evaluation reports (roadseg eval --json) to record, e.g. heldout=heldout.json")
@@ -77,9 +85,34 @@ def bench_rows(path: Path, onnx_sha: str) -> list[dict]:
     return rows
 
 
+def read_manifest_for_update(args) -> tuple[Path, dict]:
+    args.zoo = args.zoo or current_zoo_dir()
+    path = args.zoo / MANIFEST_NAME
+    return path, (read_json(path, "--zoo") if path.exists() else {"format": MANIFEST_FORMAT, "models": {}})
+
+
+def publish_recipe(args) -> int:
+    manifest_path, manifest = read_manifest_for_update(args)
+    if (manifest["models"].get(args.name) or {}).get("files"):
+        raise ToolError(f"--name {args.name}: the zoo already holds trained files under this name; "
+                        "a recipe-only entry would hide them")
+    manifest["models"][args.name] = {"status": "recipe only, not trained yet", "recipe": args.recipe,
+                                     "data": args.data, "note": args.note, "files": {}}
+    args.zoo.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(manifest_path, manifest)
+    print(f"published {args.name}: recipe only ({args.recipe}) into {manifest_path}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if not looks_like_a_name(args.name) or not all(c.isalnum() or c == "-" for c in args.name):
         raise ToolError(f"--name {args.name!r}: expected letters, digits and dashes, e.g. camvid-road")
+    if args.recipe is not None:
+        if args.ckpt or args.onnx:
+            raise ToolError("--recipe defines a model not trained yet: give it without --ckpt and --onnx")
+        return publish_recipe(args)
+    if args.ckpt is None or args.onnx is None:
+        raise ToolError("--ckpt and --onnx are both needed (or --recipe for a model not trained yet)")
     for flag, path in (("--ckpt", args.ckpt), ("--onnx", args.onnx)):
         if not path.is_file():
             raise ToolError(f"{flag} {path}: no such file")
@@ -91,10 +124,7 @@ def main(args: argparse.Namespace) -> int:
                         f"not from --ckpt {args.ckpt} ({ckpt_sha[:16]}...)")
     if info.precision != "fp32":
         raise ToolError(f"--onnx {args.onnx}: is {info.precision}; the zoo ships the FP32 export")
-    args.zoo = args.zoo or current_zoo_dir()
-    manifest_path = args.zoo / MANIFEST_NAME
-    manifest = read_json(manifest_path, "--zoo") if manifest_path.exists() else {"format": MANIFEST_FORMAT,
-                                                                                   "models": {}}
+    manifest_path, manifest = read_manifest_for_update(args)
     with tempfile.TemporaryDirectory(prefix="roadseg-zoo-") as tmp:
         slim = Path(tmp) / f"{args.name}.pt"
         save_checkpoint(slim, {key: ckpt[key] for key in SLIM_KEYS if key in ckpt})

@@ -99,3 +99,23 @@ def test_predict_bad_inputs_are_one_line(tiny_onnx, tmp_path):
                                      "--output", tmp_path / "o"), "no-such-model")
     assert_one_line_error(run_script("deploy/predict.py", "--model", tiny_onnx, "--source", tmp_path / "nothing",
                                      "--output", tmp_path / "o"), "no such file or folder")
+
+
+def test_recipe_only_names_say_how_they_are_made_and_never_hide_a_trained_model(tmp_path):
+    from roadseg.export.zoo_publish import get_args_parser, main
+
+    zoo = tmp_path / "zoo"
+    recipe = "bash train/results/cityscapes_zoo.sh /data/cityscapes runs/cs"
+    args = get_args_parser().parse_args(["--name", "cityscapes-road", "--recipe", recipe, "--data", "Cityscapes",
+                                         "--zoo", str(zoo)])
+    assert main(args) == 0
+    with pytest.raises(ZooError, match="not trained yet.*cityscapes_zoo.sh"):
+        resolve_model("cityscapes-road", zoo_dir=zoo)
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest["models"]["cityscapes-road"]["files"] = {"onnx": {"file": "x.onnx", "sha256": "0" * 64}}
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ToolError, match="already holds trained files"):
+        main(get_args_parser().parse_args(["--name", "cityscapes-road", "--recipe", recipe, "--data", "x",
+                                           "--zoo", str(zoo)]))
+    with pytest.raises(ToolError, match="--ckpt and --onnx are both needed"):
+        main(get_args_parser().parse_args(["--name", "camvid-x", "--data", "x", "--zoo", str(zoo)]))

