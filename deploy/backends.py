@@ -127,7 +127,7 @@ class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
-                 info: ModelInfo | None = None):
+                 info: ModelInfo | None = None, spin: bool = True):
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as state
 
@@ -142,7 +142,7 @@ class OnnxRuntimeBackend(Backend):
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 Path(options[key]).mkdir(parents=True, exist_ok=True)
             self.provider_options[TENSORRT_EP] = options
-        self.session = checked_onnx_session(self.path, threads=threads,
+        self.session = checked_onnx_session(self.path, threads=threads, spin=spin,
                                             providers=provider_list(providers, self.provider_options))
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = info or ModelInfo.from_props(props, str(self.path))
@@ -228,7 +228,10 @@ def faster_of(candidates: list[Backend], warmup: int = 5, runs: int = 20, rounds
 
 
 def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
-                 backend: str = "auto") -> Backend:
+                 backend: str = "auto", spin: bool = True) -> Backend:
+    """The model in ``backend`` (auto: see ``choose_backend``). ``spin=False`` when other threads need the
+    cores between inferences (the run time's pipeline): onnxruntime's threads then sleep instead of
+    busy-waiting."""
     path = Path(path)
     if backend not in BACKENDS:
         raise ToolError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
@@ -242,7 +245,8 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
     if chosen == "measure":
         from roadseg.deploy.openvino_backend import OpenVinoBackend
 
-        opened, why = faster_of([OnnxRuntimeBackend(path, threads, providers), OpenVinoBackend(path, threads)])
+        opened, why = faster_of([OnnxRuntimeBackend(path, threads, providers, spin=spin),
+                                  OpenVinoBackend(path, threads)])
     elif chosen == "openvino":
         from roadseg.deploy.openvino_backend import OpenVinoBackend  # here: it imports this module
 
@@ -257,7 +261,7 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
     else:
         if path.suffix != ".onnx":
             raise ToolError(f"--backend onnxruntime: {path} is not an .onnx file")
-        opened = OnnxRuntimeBackend(path, threads, providers)
+        opened = OnnxRuntimeBackend(path, threads, providers, spin=spin)
     opened.chosen_because = why
     return opened
 

@@ -36,12 +36,19 @@ def percentiles_ms(seconds: list[float]) -> dict:
             "mean_ms": float(ms.mean()), "fps": 1000.0 / p50 if p50 > 0 else float("inf")}
 
 
-def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, providers: list[str] | None = None):
+def onnx_session(model: str | os.PathLike | bytes, threads: int = 0, providers: list[str] | None = None,
+                 spin: bool = True):
+    """An onnxruntime CPU (or ``providers``) session. ``spin=False`` for a model that shares the cores with
+    other work (the run time's capture, render and write threads): onnxruntime's worker threads otherwise
+    busy-wait between runs, which on a 2-core machine cut the pipeline's end-to-end FPS by a third with a
+    1.5 ms model (110 against 164 FPS on the dashcam clip, deploy/results/cpu_backends.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0 = onnxruntime's default (all cores)
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
 

@@ -142,8 +142,9 @@ def load_backend(args):
         meta = {"input_size": list(args.input_size), "mean": args.mean, "std": args.std}
         check_meta(meta, "--input-size/--mean/--std")
         info = ModelInfo(arch={}, meta=meta)
-        return OnnxRuntimeBackend(args.model, args.threads, args.providers, info=info)
-    return open_backend(args.model, args.threads, args.providers, backend=args.backend)
+        return OnnxRuntimeBackend(args.model, args.threads, args.providers, info=info, spin=False)
+    # no busy-waiting: capture, render and write run in threads of their own beside inference
+    return open_backend(args.model, args.threads, args.providers, backend=args.backend, spin=False)
 
 
 def ground_truth_lookup(args, source):

@@ -541,3 +541,17 @@ def test_progress_only_on_a_terminal():
     quiet.close()
     assert quiet.stream.getvalue() == ""
     assert Progress(pipeline.source, None, True, stream=Terminal()).bar.total is None  # --loop: no end
+
+
+def test_the_run_time_keeps_onnxruntime_threads_from_busy_waiting(tiny_onnx):
+    """In the pipeline, inference shares the cores with capture, render and write: its onnxruntime
+    threads must sleep between frames (benchmarks keep spinning, for the lowest model-only latency)."""
+    from roadseg.deploy.run import load_backend
+
+    key = "session.intra_op.allow_spinning"
+    args = get_args_parser().parse_args(["--model", str(tiny_onnx), "--source", "x.mp4", "--backend", "onnxruntime"])
+    args.model = tiny_onnx
+    assert load_backend(args).session.get_session_options().get_session_config_entry(key) == "0"
+    bench_like = open_backend(tiny_onnx, threads=1, backend="onnxruntime").session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # onnxruntime's default: spin
+        bench_like.get_session_config_entry(key)
