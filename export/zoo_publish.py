@@ -41,6 +41,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="zoo name, e.g. camvid-road (letters, digits and dashes)")
     p.add_argument("--ckpt", type=Path, default=None, help="the trained checkpoint (best.pt)")
     p.add_argument("--onnx", type=Path, default=None, help="its FP32 export (model_fp32.onnx)")
+    p.add_argument("--openvino-int8", type=Path, default=None, metavar="XML",
+                   help="also ship this OpenVINO INT8 IR of the same model (roadseg quantize --target openvino; "
+                        "its .bin beside it), run as NAME-int8")
     p.add_argument("--recipe", default=None,
                    help="instead of --ckpt/--onnx: the commands that will make this model (a recipe-only entry)")
     p.add_argument("--data", required=True, help="what it was trained on, with the data's licence")
@@ -74,15 +77,41 @@ def evaluations(specs: list[str]) -> dict:
     return result
 
 
-def bench_rows(path: Path, onnx_sha: str) -> list[dict]:
+def bench_rows(path: Path, records: dict) -> list[dict]:
+    """The benchmark's rows of the published files (matched by sha256), each naming its zoo file."""
     report = read_json(path, "--bench")
-    keep = ("backend", "precision", "size", "p50_ms", "p90_ms", "fps", "threads", "provider")
+    keep = ("backend", "precision", "size", "p50_ms", "p90_ms", "fps", "threads", "provider", "road_iou")
+    zoo_file = {record["sha256"]: record["file"] for record in records.values()}
     rows = []
     for row in report.get("rows", []):
         row_path = Path(row.get("path", ""))
-        if row_path.is_file() and file_sha256(row_path) == onnx_sha:
-            rows.append({key: row.get(key) for key in keep} | {"cpu": report.get("cpu")})
+        if row_path.is_file() and file_sha256(row_path) in zoo_file:
+            rows.append({"file": zoo_file[file_sha256(row_path)]} | {key: row.get(key) for key in keep}
+                        | {"cpu": report.get("cpu")})
     return rows
+
+
+def zoo_files(entry: dict) -> list[str]:
+    """The file names an entry of the manifest holds (an IR's .bin included)."""
+    records = list((entry.get("files") or {}).values())
+    return [r["file"] for r in records] + [r["weights"]["file"] for r in records if "weights" in r]
+
+
+def check_openvino_int8(xml: Path, ckpt_sha: str) -> None:
+    """The IR must be an INT8 file of this very checkpoint, with its weights beside it."""
+    from roadseg.deploy.openvino_backend import framework_props, import_openvino
+    from roadseg.models.core.model_metadata import ModelInfo
+
+    if xml.suffix != ".xml" or not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        raise ToolError(f"--openvino-int8 {xml}: expected an OpenVINO IR, an .xml with its .bin beside it")
+    try:
+        model = import_openvino().Core().read_model(str(xml))
+    except RuntimeError as err:
+        raise ToolError(f"--openvino-int8 {xml}: OpenVINO cannot read it ({str(err).splitlines()[0]})") from None
+    info = ModelInfo.from_props(framework_props(model), f"--openvino-int8 {xml}")
+    if info.source != ckpt_sha or not info.precision.startswith("int8"):
+        raise ToolError(f"--openvino-int8 {xml}: is {info.precision} from a checkpoint with sha256 "
+                        f"{info.source[:16]}...; expected INT8 from --ckpt ({ckpt_sha[:16]}...)")
 
 
 def read_manifest_for_update(args) -> tuple[Path, dict]:
@@ -124,11 +153,16 @@ def main(args: argparse.Namespace) -> int:
                         f"not from --ckpt {args.ckpt} ({ckpt_sha[:16]}...)")
     if info.precision != "fp32":
         raise ToolError(f"--onnx {args.onnx}: is {info.precision}; the zoo ships the FP32 export")
+    if args.openvino_int8 is not None:
+        check_openvino_int8(args.openvino_int8, ckpt_sha)
     manifest_path, manifest = read_manifest_for_update(args)
     with tempfile.TemporaryDirectory(prefix="roadseg-zoo-") as tmp:
         slim = Path(tmp) / f"{args.name}.pt"
         save_checkpoint(slim, {key: ckpt[key] for key in SLIM_KEYS if key in ckpt})
         files = {"onnx": (args.onnx, f"{args.name}.onnx"), "checkpoint": (slim, f"{args.name}.pt")}
+        if args.openvino_int8 is not None:  # the .bin first: a reader never finds the .xml without it
+            files["openvino_int8_weights"] = (args.openvino_int8.with_suffix(".bin"), f"{args.name}-int8.bin")
+            files["openvino_int8"] = (args.openvino_int8, f"{args.name}-int8.xml")
         for kind, (source, _) in files.items():
             megabytes = source.stat().st_size / 1e6
             if megabytes > args.max_mb:
@@ -140,18 +174,22 @@ def main(args: argparse.Namespace) -> int:
             (args.zoo / f".{name}.partial").replace(args.zoo / name)
             records[kind] = {"file": name, "sha256": file_sha256(args.zoo / name),
                              "bytes": (args.zoo / name).stat().st_size}
-    onnx_sha = records["onnx"]["sha256"]
+        if "openvino_int8" in records:
+            records["openvino_int8"]["weights"] = records.pop("openvino_int8_weights")
     entry = {"files": records, "data": args.data, "dataset": info.meta.get("dataset"),
              "input_size": list(info.input_size), "arch": info.arch.get("name"),
              "params": (info.meta.get("complexity") or {}).get("params"),
              "gmacs": (info.meta.get("complexity") or {}).get("gmacs"), "stage": info.meta.get("stage"),
              "checkpoint_sha256_source": ckpt_sha, "evaluations": evaluations(args.eval),
-             "latency": bench_rows(args.bench, onnx_sha) if args.bench else [], "note": args.note,
+             "latency": bench_rows(args.bench, records) if args.bench else [], "note": args.note,
              "recipe": info.meta.get("recipe")}
+    previous = manifest["models"].get(args.name) or {}
     manifest["models"][args.name] = entry
     atomic_write_json(manifest_path, manifest)
-    print(f"published {args.name}: {records['onnx']['file']} ({records['onnx']['bytes'] / 1e6:.2f} MB) and "
-          f"{records['checkpoint']['file']} ({records['checkpoint']['bytes'] / 1e6:.2f} MB) into {args.zoo}")
+    for stale in set(zoo_files(previous)) - set(zoo_files(entry)):  # e.g. an INT8 IR this publish left out
+        (args.zoo / stale).unlink(missing_ok=True)
+    print(f"published {args.name}: " + ", ".join(f"{r['file']} ({r['bytes'] / 1e6:.2f} MB)" for r in records.values())
+          + f" into {args.zoo}")
     return 0
 
 

@@ -119,3 +119,36 @@ def test_recipe_only_names_say_how_they_are_made_and_never_hide_a_trained_model(
                                            "--zoo", str(zoo)]))
     with pytest.raises(ToolError, match="--ckpt and --onnx are both needed"):
         main(get_args_parser().parse_args(["--name", "camvid-x", "--data", "x", "--zoo", str(zoo)]))
+
+
+def test_int8_names_resolve_to_the_ir_with_both_files_hash_checked(tiny_onnx, tmp_path):
+    zoo = make_zoo(tmp_path / "zoo", tiny_onnx)
+    (zoo / "road-tiny-int8.xml").write_text("<net/>")
+    (zoo / "road-tiny-int8.bin").write_bytes(b"\1\2\3")
+    with pytest.raises(ZooError, match="without a trained openvino_int8 file"):
+        resolve_model("road-tiny-int8", zoo_dir=zoo)
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest["models"]["road-tiny"]["files"]["openvino_int8"] = {
+        "file": "road-tiny-int8.xml", "sha256": file_sha256(zoo / "road-tiny-int8.xml"),
+        "weights": {"file": "road-tiny-int8.bin", "sha256": file_sha256(zoo / "road-tiny-int8.bin")}}
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    assert resolve_model("road-tiny-int8", zoo_dir=zoo) == zoo / "road-tiny-int8.xml"
+    assert resolve_model("road-tiny", zoo_dir=zoo) == zoo / "road-tiny.onnx"
+    (zoo / "road-tiny-int8.bin").write_bytes(b"\1\2\4")  # the weights, not the .xml, were swapped
+    with pytest.raises(ZooError, match="road-tiny-int8.bin.*damaged or was replaced"):
+        resolve_model("road-tiny-int8", zoo_dir=zoo)
+
+
+@pytest.mark.slow
+def test_publish_refuses_an_ir_that_is_not_int8_of_the_checkpoint(synthetic_root, tmp_path):
+    ov = pytest.importorskip("openvino")
+    from roadseg.export.zoo_publish import get_args_parser, main
+
+    onnx_path = exported_onnx(tmp_path / "model", synthetic_root, SIZE)
+    ov.save_model(ov.Core().read_model(str(onnx_path)), str(tmp_path / "fp32.xml"))  # an FP32 IR of it
+    args = get_args_parser().parse_args([
+        "--name", "road-tiny", "--ckpt", str(onnx_path.parent / "init.pt"), "--onnx", str(onnx_path),
+        "--openvino-int8", str(tmp_path / "fp32.xml"), "--data", "synthetic", "--zoo", str(tmp_path / "zoo")])
+    with pytest.raises(ToolError, match="is fp32 .*expected INT8"):
+        main(args)
+    assert not (tmp_path / "zoo").exists()  # nothing published

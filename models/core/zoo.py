@@ -5,10 +5,12 @@ model: its FP32 ONNX file (with roadseg metadata) and its plain-data checkpoint 
 their sha256, the data it was trained on, its input size and its measured figures;
 the model card beside the files (``MODEL_CARD.md``) says how each was made. A name resolves to its file only when the
 file's hash matches the manifest, so a damaged or swapped file is refused in one line. Names with
-a recipe but no trained files (``cityscapes-*``) say so.
+a recipe but no trained files (``cityscapes-*``) say so. A model may also ship its OpenVINO INT8 IR
+(``.xml`` + ``.bin``, kind ``openvino_int8``), run by the name with ``-int8`` appended.
 
     from roadseg.models.core.zoo import resolve_model
     path = resolve_model("camvid-road")          # Path to models/zoo/camvid-road.onnx, hash checked
+    path = resolve_model("camvid-road-int8")     # models/zoo/camvid-road-int8.xml (and its .bin), hash checked
     path = resolve_model("runs/x/model.onnx")    # a path is returned as it is
 """
 
@@ -25,7 +27,8 @@ ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # models/zoo, installed a
 ZOO_DIR_ENV = "ROADSEG_ZOO_DIR"  # another zoo folder (a team's own models; the tests' tiny zoo)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "roadseg-zoo/1"
-KINDS = ("onnx", "checkpoint")
+KINDS = ("onnx", "checkpoint", "openvino_int8")
+INT8_SUFFIX = "-int8"  # camvid-road-int8: camvid-road's openvino_int8 file
 
 
 class ZooError(ToolError):
@@ -52,9 +55,23 @@ def read_manifest(zoo_dir: Path | None = None) -> dict:
 
 def zoo_names(zoo_dir: Path | None = None) -> list[str]:
     try:
-        return sorted(read_manifest(zoo_dir)["models"])
+        models = read_manifest(zoo_dir)["models"]
     except ZooError:
         return []
+    return sorted([*models, *(name + INT8_SUFFIX for name, entry in models.items()
+                              if "openvino_int8" in (entry.get("files") or {}))])
+
+
+def checked_file(text: str, zoo_dir: Path, record: dict) -> Path:
+    """The zoo file of ``record`` (``file``, ``sha256``) when it is there with that hash."""
+    file = zoo_dir / record["file"]
+    if not file.is_file():
+        raise ZooError(f"--model {text}: its file {file} is missing")
+    actual = file_sha256(file)
+    if actual != record["sha256"]:
+        raise ZooError(f"--model {text}: {file} has sha256 {actual[:16]}..., the manifest says "
+                       f"{record['sha256'][:16]}...; the file is damaged or was replaced")
+    return file
 
 
 def looks_like_a_name(text: str) -> bool:
@@ -75,6 +92,8 @@ def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path | N
     except ZooError as err:
         raise ZooError(f"--model {text}: no such file, nor a zoo model ({err})") from None
     entry = manifest["models"].get(str(text))
+    if entry is None and str(text).endswith(INT8_SUFFIX) and kind == "onnx":
+        entry, kind = manifest["models"].get(str(text)[:-len(INT8_SUFFIX)]), "openvino_int8"
     if entry is None:
         raise ZooError(f"--model {text}: no such file, nor a zoo model (zoo: {', '.join(sorted(manifest['models']))})")
     if kind not in entry.get("files", {}):
@@ -83,11 +102,6 @@ def resolve_model(text: str | os.PathLike, kind: str = "onnx", zoo_dir: Path | N
         raise ZooError(f"--model {text}: a zoo name without a trained {kind} file yet ({entry.get('status', '')})"
                        + hint)
     record = entry["files"][kind]
-    file = zoo_dir / record["file"]
-    if not file.is_file():
-        raise ZooError(f"--model {text}: its file {file} is missing")
-    actual = file_sha256(file)
-    if actual != record["sha256"]:
-        raise ZooError(f"--model {text}: {file} has sha256 {actual[:16]}..., the manifest says "
-                       f"{record['sha256'][:16]}...; the file is damaged or was replaced")
-    return file
+    if "weights" in record:  # an OpenVINO IR: the .bin beside the .xml is checked too
+        checked_file(str(text), zoo_dir, record["weights"])
+    return checked_file(str(text), zoo_dir, record)

