@@ -127,3 +127,20 @@ def test_zoo_int8_ir_runs_in_openvino_and_agrees_with_the_fp32_model(name, synth
     # the quantize gate held these within 0.3 points on CamVid; synthetic frames are off its domain,
     # so the bound here is looser (camvid-road-int8 on the demo's synthetic val frames: 99.44%, -0.40 points)
     require_parity(compare(fp32.infer, int8.infer, images), 98.0, 2.0, f"zoo model {name}-int8")
+
+
+@needs_zoo
+@pytest.mark.slow
+def test_a_zoo_model_fine_tunes_by_name(synthetic_root, tmp_path):
+    import torch
+
+    name = SHIPPED[0]
+    result = subprocess.run([sys.executable, "-m", "roadseg.train.fit", "--dataset", "synthetic", "--data-path",
+                             str(synthetic_root), "--init-from", name, "--img-size", "32", "64", "--iters", "2",
+                             "--batch-size", "2", "--workers", "0", "--out", str(tmp_path / "ft")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    tuned = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    shipped = torch.load(resolve_model(name, "checkpoint"), weights_only=True)
+    assert tuned["arch"] == shipped["arch"] and tuned["meta"]["parent_sha256"] == file_sha256(
+        resolve_model(name, "checkpoint"))

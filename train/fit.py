@@ -49,6 +49,7 @@ from roadseg.models.core.fileio import atomic_write_bytes, atomic_write_json, js
 from roadseg.models.core.model_metadata import IMAGENET_MEAN, IMAGENET_STD
 from roadseg.models.core.road_labels import DATASETS, ROAD
 from roadseg.models.core.road_metrics import format_table, road_metrics
+from roadseg.models.core.zoo import resolve_model
 from roadseg.models.quantization import is_quantized
 from roadseg.train import distributed
 from roadseg.train.distillation import make_distill_loss
@@ -91,9 +92,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add_model_arguments(model)
     model.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
                        help="start from this checkpoint's architecture and weights (e.g. pretrained on synthetic "
-                            "scenes); the model flags are then ignored")
+                            "scenes, or a zoo name such as camvid-road: fine-tune it on your data); the model flags "
+                            "are then ignored")
     model.add_argument("--teacher", type=Path, default=None, metavar="CKPT",
-                       help="distil from this trained model: CE on labels + --distill-weight x KL to its logits")
+                       help="distil from this trained model (a checkpoint or a zoo name): CE on labels + "
+                            "--distill-weight x KL to its logits")
     model.add_argument("--distill-weight", type=non_negative_float, default=1.0)
     model.add_argument("--distill-temperature", type=positive_float, default=2.0)
     optim = p.add_argument_group("optimisation")
@@ -453,6 +456,9 @@ def run_training(args: argparse.Namespace, model: torch.nn.Module | None = None,
 def main(args: argparse.Namespace) -> int:
     model = loss_fn = None
     meta = {}
+    for flag in ("init_from", "teacher"):  # a zoo name is its shipped checkpoint, hash checked
+        if getattr(args, flag) is not None:
+            setattr(args, flag, resolve_model(getattr(args, flag), "checkpoint"))
     if args.init_from is not None:
         model, parent = load_model(args.init_from)
         meta = {"parent_sha256": file_sha256(args.init_from), "init_from": str(args.init_from),
