@@ -24,6 +24,7 @@ on with the stages that can still run:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -113,8 +114,9 @@ def check(run_dir: Path) -> int:
 
 
 def zoo_sizes(zoo_dir: Path | None = None) -> dict[str, list[str]]:
-    """The zoo's models that have an ONNX file, grouped by their manifest ``input_size`` as ``HxW``."""
-    from roadseg.models.core.zoo import read_manifest
+    """The zoo's models that have an ONNX file (and their INT8 IRs, as ``NAME-int8``), grouped by their
+    manifest ``input_size`` as ``HxW``."""
+    from roadseg.models.core.zoo import INT8_SUFFIX, read_manifest
 
     sizes: dict[str, list[str]] = {}
     for name, entry in sorted(read_manifest(zoo_dir)["models"].items()):
@@ -125,6 +127,8 @@ def zoo_sizes(zoo_dir: Path | None = None) -> dict[str, list[str]]:
             print(f"note: zoo model {name} has no input_size in the manifest; not timed", file=sys.stderr)
             continue
         sizes.setdefault(f"{size[0]}x{size[1]}", []).append(name)
+        if "openvino_int8" in entry["files"] and importlib.util.find_spec("openvino") is not None:
+            sizes[f"{size[0]}x{size[1]}"].append(name + INT8_SUFFIX)
     return sizes
 
 
