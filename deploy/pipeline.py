@@ -31,7 +31,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from roadseg.deploy.backends import Backend
@@ -254,7 +253,7 @@ class Pipeline:
                     break
                 frame = Frame(index, image, getattr(self.source, "current_name", None), started=started)
                 read = time.perf_counter()
-                frame.batch = preprocess(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), info.input_size, info.mean, info.std)
+                frame.batch = preprocess(image, info.input_size, info.mean, info.std, bgr=True)
                 frame.timings["capture"] = read - started
                 frame.timings["preprocess"] = time.perf_counter() - read
                 self._put(self.inbox, frame, self.drop)

@@ -26,11 +26,14 @@ def resize_image(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def preprocess(rgb: np.ndarray, input_size: tuple[int, int], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """An RGB uint8 HxWx3 frame -> a normalised (1, 3, H, W) float32 batch at ``input_size``."""
+def preprocess(rgb: np.ndarray, input_size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+               bgr: bool = False) -> np.ndarray:
+    """An RGB uint8 HxWx3 frame -> a normalised (1, 3, H, W) float32 batch at ``input_size``. ``bgr=True``
+    takes OpenCV's BGR frame as it is decoded: the channels are swapped after the resize, on the small
+    image (resizing treats channels alike, so the batch is the same as converting the frame first)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB frame, got shape {rgb.shape}")
-    batch = cv2.dnn.blobFromImage(resize_image(rgb, input_size))  # float32 NCHW, laid out in C++
+        raise ValueError(f"expected an HxWx3 {'BGR' if bgr else 'RGB'} frame, got shape {rgb.shape}")
+    batch = cv2.dnn.blobFromImage(resize_image(rgb, input_size), swapRB=bgr)  # float32 NCHW, laid out in C++
     # (x / 255 - mean) / std as one multiply-add per pixel
     scale = 1.0 / (255.0 * np.asarray(std, np.float32))
     batch *= scale[None, :, None, None]

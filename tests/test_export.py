@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -100,6 +101,13 @@ def test_preprocess_and_logits_to_classes():
     logits[1, :, 1] = 5.0  # right column is road
     classes = logits_to_classes(logits, (4, 4))
     assert classes.shape == (4, 4) and classes[:, 0].max() == 0 and classes[:, 3].min() == 1
+
+
+def test_preprocess_of_a_bgr_frame_equals_converting_it_first():
+    bgr = np.random.default_rng(0).integers(0, 256, (54, 96, 3), np.uint8)
+    for size in ((18, 24), (54, 96), (80, 120)):  # shrinking (area), as it is, enlarging (bilinear)
+        expected = preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+        np.testing.assert_array_equal(preprocess(bgr, size, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), bgr=True), expected)
 
 
 def test_reduce_range_flag_overrides_cpu_detection():
