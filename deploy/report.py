@@ -52,7 +52,7 @@ from roadseg.models.core.cli import ToolError, non_negative_int, positive_int, r
 from roadseg.models.core.demo_stages import STAGES_FILE, read_stages
 from roadseg.models.core.fileio import atomic_write_bytes, file_sha256
 from roadseg.models.core.model_metadata import MetadataError, ModelInfo
-from roadseg.models.core.zoo import current_zoo_dir, read_manifest
+from roadseg.models.core.zoo import INT8_SUFFIX, current_zoo_dir, read_manifest
 
 # torchvision peers (models/peers.py), as roadseg.deploy.benchmark names them
 PEER_NAMES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
@@ -438,6 +438,8 @@ def zoo_lines(found: Found) -> list[str]:
         return []
     by_file = {entry["files"]["onnx"]["file"]: (name, entry) for name, entry in entries.items()
                if "onnx" in entry.get("files", {})}
+    by_file |= {entry["files"]["openvino_int8"]["file"]: (name + INT8_SUFFIX, entry) for name, entry in entries.items()
+                if "openvino_int8" in entry.get("files", {})}
     lines = []
     for bench in found.benches:
         rows = bench["report"]["rows"]
@@ -456,8 +458,9 @@ def zoo_lines(found: Found) -> list[str]:
             quoted = [f"{what.replace('_', ' ')} road IoU {pct(e.get('road_iou'))}%"
                       for what, e in evaluations.items() if isinstance(e, dict) and "road_iou" in e]
             if quoted:
-                text += f"; {', '.join(quoted)} ({entry.get('dataset') or 'its data'}, from the model card, " \
-                        "not measured in this run)"
+                of_fp32 = "its FP32 model: " if name.endswith(INT8_SUFFIX) else ""
+                text += f"; {of_fp32}{', '.join(quoted)} ({entry.get('dataset') or 'its data'}, from the model " \
+                        "card, not measured in this run)"
             lines.append(text + ".")
     return lines
 

@@ -294,7 +294,8 @@ def test_headline_puts_the_zoo_first_with_its_model_card_figures(tmp_path, monke
     zoo.mkdir()
     onnx = tiny_onnx(zoo / "camvid-road.onnx", size=(64, 128))
     manifest = {"format": "roadseg-zoo/1", "models": {"camvid-road": {
-        "files": {"onnx": {"file": onnx.name, "sha256": report.file_sha256(onnx)}}, "dataset": "camvid",
+        "files": {"onnx": {"file": onnx.name, "sha256": report.file_sha256(onnx)},
+                  "openvino_int8": {"file": "camvid-road-int8.xml", "sha256": "0" * 64}}, "dataset": "camvid",
         "arch": "unet", "params": 50262, "input_size": [64, 128],
         "evaluations": {"heldout_drive": {"road_iou": 0.9512}, "in_sequence": {"road_iou": 0.9601}}}}}
     write_json(zoo / "manifest.json", manifest)
@@ -307,10 +308,16 @@ def test_headline_puts_the_zoo_first_with_its_model_card_figures(tmp_path, monke
              "fps": 166.7, "speedup": 1.0, "road_iou": None, "threads": 2},
             {"name": "camvid-road", "path": str(onnx), "arch_name": "unet", "backend": "openvino",
              "precision": "fp32", "size": [64, 128], "p50_ms": 2.0, "p90_ms": 2.5, "fps": 500.0, "speedup": 3.0,
-             "road_iou": None, "threads": 2}]
+             "road_iou": None, "threads": 2},
+            {"name": "camvid-road-int8", "path": str(zoo / "camvid-road-int8.xml"), "arch_name": "unet",
+             "backend": "openvino", "precision": "int8-ov-ptq", "size": [64, 128], "p50_ms": 1.0, "p90_ms": 1.2,
+             "fps": 1000.0, "speedup": 6.0, "road_iou": None, "threads": 2}]
+    (zoo / "camvid-road-int8.xml").write_text("<net/>")
     write_json(run / "zoo" / "bench-64x128" / "benchmark.json", {"rows": rows, "cpu": "Test CPU", "threads": 2})
     _, markdown = render(run)
     first = [line for line in markdown.splitlines() if line.strip() and not line.startswith("#")][1]
     assert first.startswith("Model zoo, real roads: camvid-road"), first
     assert "3.00x the speed of the lraspp_mobilenet_v3_large peer" in first
     assert "heldout drive road IoU 95.12%" in first and "from the model card, not measured in this run" in first
+    int8 = next(line for line in markdown.splitlines() if line.startswith("Model zoo, real roads: camvid-road-int8"))
+    assert "6.00x the speed" in int8 and "its FP32 model: heldout drive road IoU 95.12%" in int8, int8
