@@ -144,3 +144,18 @@ def test_a_zoo_model_fine_tunes_by_name(synthetic_root, tmp_path):
     shipped = torch.load(resolve_model(name, "checkpoint"), weights_only=True)
     assert tuned["arch"] == shipped["arch"] and tuned["meta"]["parent_sha256"] == file_sha256(
         resolve_model(name, "checkpoint"))
+
+
+@needs_zoo
+def test_every_zoo_file_is_package_data_of_a_regular_install():
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    globs = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "roadseg.models"]
+    manifest = json.loads(MANIFEST.read_text())
+    files = [record["file"] for entry in manifest["models"].values() for record in entry["files"].values()]
+    files += [record["weights"]["file"] for entry in manifest["models"].values()
+              for record in entry["files"].values() if "weights" in record]
+    for name in files + ["manifest.json", "MODEL_CARD.md"]:
+        assert any(fnmatch.fnmatch(f"zoo/{name}", glob) for glob in globs), f"{name} would not be installed"
