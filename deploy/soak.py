@@ -233,7 +233,7 @@ def save_plot(path: Path, samples: list[dict]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     check_args(args)
-    backend = open_backend(args.model, args.threads, backend=args.backend)
+    backend = open_backend(args.model, args.threads, backend=args.backend, spin=False)  # as roadseg run
     rss_start = rss_kib()
     stop_viewers = threading.Event()
     with tempfile.TemporaryDirectory(prefix="roadseg-soak-") as scratch:

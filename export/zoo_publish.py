@@ -30,7 +30,7 @@ from roadseg.export.onnx_info import read_onnx_info
 from roadseg.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from roadseg.models.core.cli import ToolError, positive_float, run
 from roadseg.models.core.fileio import atomic_write_json
-from roadseg.models.core.zoo import MANIFEST_FORMAT, MANIFEST_NAME, current_zoo_dir, looks_like_a_name
+from roadseg.models.core.zoo import INT8_SUFFIX, MANIFEST_FORMAT, MANIFEST_NAME, current_zoo_dir, looks_like_a_name
 
 SLIM_KEYS = ("format", "version", "arch", "state_dict", "meta", "modelopt_state")
 
@@ -77,11 +77,11 @@ def evaluations(specs: list[str]) -> dict:
     return result
 
 
-def bench_rows(path: Path, records: dict) -> list[dict]:
-    """The benchmark's rows of the published files (matched by sha256), each naming its zoo file."""
+def bench_rows(path: Path, zoo_file: dict[str, str]) -> list[dict]:
+    """The benchmark's rows of the files to publish (``zoo_file``: sha256 -> zoo file name), each naming
+    its zoo file."""
     report = read_json(path, "--bench")
     keep = ("backend", "precision", "size", "p50_ms", "p90_ms", "fps", "threads", "provider", "road_iou")
-    zoo_file = {record["sha256"]: record["file"] for record in records.values()}
     rows = []
     for row in report.get("rows", []):
         row_path = Path(row.get("path", ""))
@@ -136,9 +136,13 @@ def publish_recipe(args) -> int:
 def main(args: argparse.Namespace) -> int:
     if not looks_like_a_name(args.name) or not all(c.isalnum() or c == "-" for c in args.name):
         raise ToolError(f"--name {args.name!r}: expected letters, digits and dashes, e.g. camvid-road")
+    if args.name.endswith(INT8_SUFFIX):
+        raise ToolError(f"--name {args.name}: names ending in {INT8_SUFFIX} are kept for the INT8 IRs of other "
+                        "models (publish the model with --openvino-int8 instead)")
     if args.recipe is not None:
-        if args.ckpt or args.onnx:
-            raise ToolError("--recipe defines a model not trained yet: give it without --ckpt and --onnx")
+        if args.ckpt or args.onnx or args.openvino_int8 or args.eval or args.bench:
+            raise ToolError("--recipe defines a model not trained yet: give it without --ckpt, --onnx, "
+                            "--openvino-int8, --eval and --bench")
         return publish_recipe(args)
     if args.ckpt is None or args.onnx is None:
         raise ToolError("--ckpt and --onnx are both needed (or --recipe for a model not trained yet)")
@@ -155,6 +159,12 @@ def main(args: argparse.Namespace) -> int:
         raise ToolError(f"--onnx {args.onnx}: is {info.precision}; the zoo ships the FP32 export")
     if args.openvino_int8 is not None:
         check_openvino_int8(args.openvino_int8, ckpt_sha)
+    # every report is read before the zoo is touched: a bad path must not leave new files under old hashes
+    runnable = {file_sha256(args.onnx): f"{args.name}.onnx"}
+    if args.openvino_int8 is not None:
+        runnable[file_sha256(args.openvino_int8)] = f"{args.name}-int8.xml"
+    evaluated = evaluations(args.eval)
+    latency = bench_rows(args.bench, runnable) if args.bench else []
     manifest_path, manifest = read_manifest_for_update(args)
     with tempfile.TemporaryDirectory(prefix="roadseg-zoo-") as tmp:
         slim = Path(tmp) / f"{args.name}.pt"
@@ -180,15 +190,15 @@ def main(args: argparse.Namespace) -> int:
              "input_size": list(info.input_size), "arch": info.arch.get("name"),
              "params": (info.meta.get("complexity") or {}).get("params"),
              "gmacs": (info.meta.get("complexity") or {}).get("gmacs"), "stage": info.meta.get("stage"),
-             "checkpoint_sha256_source": ckpt_sha, "evaluations": evaluations(args.eval),
-             "latency": bench_rows(args.bench, records) if args.bench else [], "note": args.note,
+             "checkpoint_sha256_source": ckpt_sha, "evaluations": evaluated, "latency": latency, "note": args.note,
              "recipe": info.meta.get("recipe")}
     previous = manifest["models"].get(args.name) or {}
     manifest["models"][args.name] = entry
     atomic_write_json(manifest_path, manifest)
     for stale in set(zoo_files(previous)) - set(zoo_files(entry)):  # e.g. an INT8 IR this publish left out
         (args.zoo / stale).unlink(missing_ok=True)
-    print(f"published {args.name}: " + ", ".join(f"{r['file']} ({r['bytes'] / 1e6:.2f} MB)" for r in records.values())
+    shipped = [*records.values(), *(r["weights"] for r in records.values() if "weights" in r)]
+    print(f"published {args.name}: " + ", ".join(f"{r['file']} ({r['bytes'] / 1e6:.2f} MB)" for r in shipped)
           + f" into {args.zoo}")
     return 0
 

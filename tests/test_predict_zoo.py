@@ -152,3 +152,33 @@ def test_publish_refuses_an_ir_that_is_not_int8_of_the_checkpoint(synthetic_root
     with pytest.raises(ToolError, match="is fp32 .*expected INT8"):
         main(args)
     assert not (tmp_path / "zoo").exists()  # nothing published
+
+
+@pytest.mark.slow
+def test_publish_ships_an_int8_ir_beside_the_model_and_a_republish_without_it_removes_it(synthetic_root, tmp_path):
+    ov = pytest.importorskip("openvino")
+    from roadseg.export.zoo_publish import get_args_parser, main
+
+    onnx_path = exported_onnx(tmp_path / "model", synthetic_root, SIZE)
+    ir = ov.Core().read_model(str(onnx_path))  # an IR of this model labelled INT8 (publish reads only its metadata)
+    ir.set_rt_info("int8-ov-ptq", ["framework", "roadseg.precision"])
+    ov.save_model(ir, str(tmp_path / "model_int8_ov.xml"))
+    zoo = tmp_path / "zoo"
+    base = ["--name", "road-tiny", "--ckpt", str(onnx_path.parent / "init.pt"), "--onnx", str(onnx_path),
+            "--data", "synthetic", "--zoo", str(zoo)]
+    int8 = ["--openvino-int8", str(tmp_path / "model_int8_ov.xml")]
+    # a report that cannot be read stops the publish before any file is copied
+    with pytest.raises(ToolError, match="--bench"):
+        main(get_args_parser().parse_args([*base, *int8, "--bench", str(tmp_path / "missing.json")]))
+    assert not zoo.exists()
+    with pytest.raises(ToolError, match="kept for the INT8 IRs"):
+        main(get_args_parser().parse_args(["--name", "road-tiny-int8", *base[2:], *int8]))
+    assert main(get_args_parser().parse_args([*base, *int8])) == 0
+    record = json.loads((zoo / "manifest.json").read_text())["models"]["road-tiny"]["files"]["openvino_int8"]
+    assert record["file"] == "road-tiny-int8.xml" and record["weights"]["file"] == "road-tiny-int8.bin"
+    assert record["weights"]["sha256"] == file_sha256(tmp_path / "model_int8_ov.bin")
+    assert resolve_model("road-tiny-int8", zoo_dir=zoo) == zoo / "road-tiny-int8.xml"
+    assert main(get_args_parser().parse_args(base)) == 0  # published again, without the IR
+    assert sorted(p.name for p in zoo.iterdir()) == ["manifest.json", "road-tiny.onnx", "road-tiny.pt"]
+    with pytest.raises(ZooError, match="openvino_int8"):
+        resolve_model("road-tiny-int8", zoo_dir=zoo)

