@@ -65,3 +65,8 @@ train e5_mobile_head4_352x480 $DATA ${RECIPE/--img-size 176 240/--img-size 352 4
 [ -f $RUNS/e6_unet_pruned_twice/prune_report.json ] || nice -n 10 $RS prune --ckpt $RUNS/e4_unet_b16_pruned/best.pt \
   $DATA --ratio 0.5 --steps 1 --final-epochs 16 --distill kl --lr 1e-3 --batch-size 8 --workers 1 \
   --out $RUNS/e6_unet_pruned_twice
+# r1, a second held-out drive (leave-one-drive-out): 0001TP held out, trained on 0006R0 and 0016E5;
+# the fast architecture (undistilled: no teacher exists without 0001TP) against the peer
+ROT="--dataset camvid --data-path $CAMVID --holdout-drive 0001TP"
+train r1_mobile_head4_out_0001TP $ROT $RECIPE $BASIC --arch mobile_unet --head-stride 4 --act relu
+train r1_lraspp_out_0001TP $ROT $RECIPE $BASIC --arch lraspp_mobilenet_v3_large
