@@ -30,7 +30,14 @@ from roadseg.export.onnx_info import read_onnx_info
 from roadseg.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from roadseg.models.core.cli import ToolError, positive_float, run
 from roadseg.models.core.fileio import atomic_write_json
-from roadseg.models.core.zoo import INT8_SUFFIX, MANIFEST_FORMAT, MANIFEST_NAME, current_zoo_dir, looks_like_a_name
+from roadseg.models.core.zoo import (
+    INT8_SUFFIX,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    current_zoo_dir,
+    file_records,
+    looks_like_a_name,
+)
 
 SLIM_KEYS = ("format", "version", "arch", "state_dict", "meta", "modelopt_state")
 
@@ -82,19 +89,16 @@ def bench_rows(path: Path, zoo_file: dict[str, str]) -> list[dict]:
     its zoo file."""
     report = read_json(path, "--bench")
     keep = ("backend", "precision", "size", "p50_ms", "p90_ms", "fps", "threads", "provider", "road_iou")
+    hashes: dict[str, str | None] = {}  # a file timed in several runtimes is hashed once
     rows = []
     for row in report.get("rows", []):
-        row_path = Path(row.get("path", ""))
-        if row_path.is_file() and file_sha256(row_path) in zoo_file:
-            rows.append({"file": zoo_file[file_sha256(row_path)]} | {key: row.get(key) for key in keep}
+        path = row.get("path", "")
+        if path not in hashes:
+            hashes[path] = file_sha256(Path(path)) if Path(path).is_file() else None
+        if hashes[path] in zoo_file:
+            rows.append({"file": zoo_file[hashes[path]]} | {key: row.get(key) for key in keep}
                         | {"cpu": report.get("cpu")})
     return rows
-
-
-def zoo_files(entry: dict) -> list[str]:
-    """The file names an entry of the manifest holds (an IR's .bin included)."""
-    records = list((entry.get("files") or {}).values())
-    return [r["file"] for r in records] + [r["weights"]["file"] for r in records if "weights" in r]
 
 
 def check_openvino_int8(xml: Path, ckpt_sha: str) -> None:
@@ -195,9 +199,9 @@ def main(args: argparse.Namespace) -> int:
     previous = manifest["models"].get(args.name) or {}
     manifest["models"][args.name] = entry
     atomic_write_json(manifest_path, manifest)
-    for stale in set(zoo_files(previous)) - set(zoo_files(entry)):  # e.g. an INT8 IR this publish left out
-        (args.zoo / stale).unlink(missing_ok=True)
-    shipped = [*records.values(), *(r["weights"] for r in records.values() if "weights" in r)]
+    shipped = file_records(entry)
+    for stale in {r["file"] for r in file_records(previous)} - {r["file"] for r in shipped}:
+        (args.zoo / stale).unlink(missing_ok=True)  # e.g. an INT8 IR this publish left out
     print(f"published {args.name}: " + ", ".join(f"{r['file']} ({r['bytes'] / 1e6:.2f} MB)" for r in shipped)
           + f" into {args.zoo}")
     return 0

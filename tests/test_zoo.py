@@ -14,7 +14,7 @@ import pytest
 
 from roadseg.models.core.dataset_layouts import drive_of, find_samples
 from roadseg.models.core.fileio import file_sha256
-from roadseg.models.core.zoo import ZOO_DIR, resolve_model
+from roadseg.models.core.zoo import ZOO_DIR, file_records, resolve_model
 from tests.conftest import REPO_ROOT, shared_data
 
 MANIFEST = ZOO_DIR / "manifest.json"
@@ -153,9 +153,7 @@ def test_every_zoo_file_is_package_data_of_a_regular_install():
     tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
     globs = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
         "roadseg.models"]
-    manifest = json.loads(MANIFEST.read_text())
-    files = [record["file"] for entry in manifest["models"].values() for record in entry["files"].values()]
-    files += [record["weights"]["file"] for entry in manifest["models"].values()
-              for record in entry["files"].values() if "weights" in record]
+    files = [record["file"] for entry in json.loads(MANIFEST.read_text())["models"].values()
+             for record in file_records(entry)]
     for name in files + ["manifest.json", "MODEL_CARD.md"]:
         assert any(fnmatch.fnmatch(f"zoo/{name}", glob) for glob in globs), f"{name} would not be installed"

@@ -53,6 +53,12 @@ def read_manifest(zoo_dir: Path | None = None) -> dict:
     return manifest
 
 
+def file_records(entry: dict) -> list[dict]:
+    """Every file record (``file``, ``sha256``, ``bytes``) of a manifest entry, an IR's ``.bin`` included."""
+    records = list((entry.get("files") or {}).values())
+    return records + [record["weights"] for record in records if "weights" in record]
+
+
 def checked_file(text: str, zoo_dir: Path, record: dict) -> Path:
     """The zoo file of ``record`` (``file``, ``sha256``) when it is there with that hash."""
     file = zoo_dir / record["file"]
