@@ -228,10 +228,13 @@ def faster_of(candidates: list[Backend], warmup: int = 5, runs: int = 20, rounds
 
 
 def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None,
-                 backend: str = "auto", spin: bool = True) -> Backend:
+                 backend: str = "auto", spin: bool = True, own_size_only: bool = True) -> Backend:
     """The model in ``backend`` (auto: see ``choose_backend``). ``spin=False`` when other threads need the
     cores between inferences (the run time's pipeline): onnxruntime's threads then sleep instead of
-    busy-waiting."""
+    busy-waiting. ``own_size_only``: the caller feeds only (1, 3, H, W) batches at the model's own input
+    size, so OpenVINO compiles the model static; False keeps the file's dynamic dimensions (a benchmark
+    at other sizes)."""
+    ov_batch = 1 if own_size_only else None
     path = Path(path)
     if backend not in BACKENDS:
         raise ToolError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
@@ -246,11 +249,11 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
         from roadseg.deploy.openvino_backend import OpenVinoBackend
 
         opened, why = faster_of([OnnxRuntimeBackend(path, threads, providers, spin=spin),
-                                  OpenVinoBackend(path, threads)])
+                                  OpenVinoBackend(path, threads, batch=ov_batch)])
     elif chosen == "openvino":
         from roadseg.deploy.openvino_backend import OpenVinoBackend  # here: it imports this module
 
-        opened = OpenVinoBackend(path, threads)
+        opened = OpenVinoBackend(path, threads, batch=ov_batch)
     elif chosen == "tensorrt":
         if path.suffix != ".engine":
             raise ToolError(f"--backend tensorrt: give a .engine (roadseg engine --model {path}), or use "

@@ -278,8 +278,9 @@ def main(args: argparse.Namespace) -> int:
     check_args(args)
     sizes = list(dict.fromkeys(args.sizes)) if args.sizes else None
     # model x backend: every model in every backend asked for, all in the same interleaved rounds
-    backends = [open_backend(path, args.threads, backend=name) for path in args.model for name in args.backends
-                if runs_in(path, name)]
+    # at the models' own sizes OpenVINO compiles them static, as the run time does; at other sizes dynamic
+    backends = [open_backend(path, args.threads, backend=name, own_size_only=sizes is None)
+                for path in args.model for name in args.backends if runs_in(path, name)]
     run_benchmark(args, sizes, backends)
     return 0
 

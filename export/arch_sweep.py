@@ -201,7 +201,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"exporting {name} ...", file=sys.stderr)
         paths += export_variant(name, VARIANTS[name], sizes[0], args.out, not args.no_int8, calibration)
     args.dataset, args.data_path, args.split, args.eval_images = None, None, "val", None  # speed only: untrained
-    backends = [open_backend(path, args.threads) for path in paths]
+    # exported at sizes[0]: OpenVINO compiles static where that is the only size timed
+    backends = [open_backend(path, args.threads, own_size_only=len(sizes) == 1) for path in paths]
     json_path, args.json = args.json, None  # --json gets the trade-off table and the benchmark together
     benchmark = run_benchmark(args, sizes, backends)
     table = tradeoff_rows(benchmark["rows"], variants, sizes, trained)

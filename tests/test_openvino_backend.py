@@ -32,6 +32,15 @@ def test_openvino_agrees_with_onnxruntime_and_reads_our_metadata(tiny_onnx, tmp_
     from_ir = open_backend(tmp_path / "model.xml", threads=1)
     assert from_ir.kind == "openvino" and from_ir.info.input_size == SIZE
     np.testing.assert_allclose(from_ir.infer(batch), reference.infer(batch), atol=1e-4)
+    # compiled static at the model's own size: another shape is a one-line error, not an OpenVINO trace
+    assert vino.describe()["input_shape"] == [1, 3, *SIZE]
+    with pytest.raises(ToolError, match=r"compiled for a \(1, 3, 32, 64\) batch, given \(2, 3, 32, 64\)"):
+        vino.infer(np.concatenate([batch, batch]))
+    # a benchmark at other sizes opens it dynamic
+    dynamic = open_backend(tiny_onnx, threads=1, backend="openvino", own_size_only=False)
+    assert dynamic.input_shape == (None, 3, None, None)
+    np.testing.assert_allclose(dynamic.infer(np.concatenate([batch, batch]))[1], reference.infer(batch)[0], atol=1e-4)
+    assert dynamic.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 2, 64, 64)
 
 
 def test_auto_rule(monkeypatch, tmp_path):
