@@ -177,7 +177,9 @@ class OnnxRuntimeBackend(Backend):
         return described
 
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+# openvino-bf16: OpenVINO inferring in bfloat16 on CPUs with bf16 units (AMX, AVX512-BF16). A precision change
+# like INT8, so never picked by auto: asked for, and its road IoU measured (roadseg bench).
+BACKENDS = ("auto", "onnxruntime", "openvino", "openvino-bf16", "tensorrt")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
@@ -250,10 +252,11 @@ def open_backend(path: str | os.PathLike, threads: int = 0, providers: list[str]
 
         opened, why = faster_of([OnnxRuntimeBackend(path, threads, providers, spin=spin),
                                   OpenVinoBackend(path, threads, batch=ov_batch)])
-    elif chosen == "openvino":
+    elif chosen in ("openvino", "openvino-bf16"):
         from roadseg.deploy.openvino_backend import OpenVinoBackend  # here: it imports this module
 
-        opened = OpenVinoBackend(path, threads, batch=ov_batch)
+        opened = OpenVinoBackend(path, threads, batch=ov_batch,
+                                 inference_precision="bf16" if chosen == "openvino-bf16" else "f32")
     elif chosen == "tensorrt":
         if path.suffix != ".engine":
             raise ToolError(f"--backend tensorrt: give a .engine (roadseg engine --model {path}), or use "

@@ -8,7 +8,8 @@ skips OpenVINO's shape inference on every request (measured 5-12% less latency o
 Compiled models are cached on disk (``$XDG_CACHE_HOME/roadseg/openvino``, or
 the ``cache_dir`` argument), so the second start of a model skips compilation. Threads and the performance hint
 (LATENCY for one stream of frames) are set on the compiled model; the device is ``CPU`` or any
-device name OpenVINO reports (``GPU``, ``NPU``) where present.
+device name OpenVINO reports (``GPU``, ``NPU``) where present. Inference precision is f32 unless
+bf16 is asked for (``--backend openvino-bf16``; refused on a CPU without bf16 units).
 
 openvino is an optional extra (``pip install 'roadseg[openvino]'``): it is imported only when a
 model is opened with this backend, so this module imports on any machine.
@@ -31,6 +32,7 @@ from roadseg.models.core.model_metadata import ModelInfo
 
 SUFFIXES = (".onnx", ".xml")
 HINTS = ("LATENCY", "THROUGHPUT")
+PRECISIONS = ("f32", "bf16")
 
 
 def import_openvino():
@@ -70,9 +72,16 @@ class OpenVinoBackend(Backend):
             raise ToolError(f"--model {self.path}: no such file, or empty")
         if hint not in HINTS:
             raise ToolError(f"--hint {hint}: expected one of {', '.join(HINTS)}")
+        if inference_precision not in PRECISIONS:
+            raise ToolError(f"inference precision {inference_precision}: expected one of {', '.join(PRECISIONS)}")
         core = ov.Core()
         if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise ToolError(f"--device {device}: OpenVINO offers {', '.join(core.available_devices)} here")
+        if inference_precision == "bf16" and "BF16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
+            raise ToolError(f"--backend openvino-bf16: OpenVINO's {device} has no bf16 units here "
+                            "(needs AMX or AVX512-BF16); use --backend openvino")
+        if inference_precision == "bf16":
+            self.kind = "openvino-bf16"
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +131,10 @@ class OpenVinoBackend(Backend):
         return self.request.get_output_tensor(0).data.copy()
 
     def describe(self) -> dict:
-        return {**super().describe(), "provider": f"OpenVINO {self.device}", "hint": self.hint,
+        described = super().describe()
+        if self.inference_precision == "bf16":  # the file's weights, computed in bf16: a precision of its own
+            described["precision"] = f"{self.info.precision} as bf16"
+        return {**described, "provider": f"OpenVINO {self.device}", "hint": self.hint,
                 "inference_precision": self.inference_precision, "input_shape": list(self.input_shape),
                 "threads": self.threads or "OpenVINO default", "cache_dir": str(self.cache_dir)}
 

