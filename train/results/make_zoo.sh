@@ -19,7 +19,7 @@ DATA="--dataset camvid --data-path $CAMVID"
 
 bash "$(dirname "$0")/holdout_experiments.sh" "$CAMVID" "$RUNS"
 
-declare -A RUN=([camvid-road]=e6_unet_pruned_twice [camvid-road-fast]=e7_mobile_head4_kd_strong [peer]=e3_lraspp_final_recipe)
+declare -A RUN=([camvid-road]=e6_unet_pruned_twice [camvid-road-fast]=e8_mobile_head4_w050_kd_strong [peer]=e3_lraspp_final_recipe)
 MODELS=()
 for name in camvid-road camvid-road-fast peer; do
   run=$RUNS/${RUN[$name]} out=$RUNS/zoo/$name
