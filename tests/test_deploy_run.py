@@ -467,8 +467,9 @@ def test_an_image_folder_that_vanishes_mid_run_keeps_what_was_rendered(tmp_path)
 
     class VanishingBackend(FakeBackend):
         def infer(self, batch):
-            if self.calls == 5:
-                shutil.rmtree(folder)
+            if self.calls == 5:  # vanish at once (an unmounted drive): rmtree alone empties it file by
+                # file, so the reader could see a file go before the folder does
+                shutil.rmtree(folder.rename(tmp_path / "removed"))
             return super().infer(batch)
 
     frames, video = tmp_path / "frames", tmp_path / "out.mp4"
