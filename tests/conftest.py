@@ -10,6 +10,14 @@ from pathlib import Path
 
 import pytest
 
+try:  # property tests: no per-example deadline, since a loaded 2-core CI machine stalls single examples
+    from hypothesis import HealthCheck, settings
+except ImportError:  # an install without the dev extra runs no property tests
+    pass
+else:
+    settings.register_profile("roadseg", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("roadseg")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

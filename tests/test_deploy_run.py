@@ -105,11 +105,12 @@ def test_every_frame_of_a_video_is_written_and_summarised(tiny_onnx, short_video
 @pytest.mark.slow
 def test_running_iou_from_ground_truth_equals_direct_scoring(tiny_onnx, synthetic_root, tmp_path):
     folder = synthetic_root / "leftImg8bit" / "val" / "synth"
+    # one runtime on both sides: auto may pick either, and near-tie pixels may differ between them
     result = run_script("deploy/run.py", "--model", tiny_onnx, "--source", folder, "--gt", synthetic_root,
-                        "--output", tmp_path / "frames", "--threads", "1", "--warmup", "0")
+                        "--output", tmp_path / "frames", "--threads", "1", "--warmup", "0", "--backend", "onnxruntime")
     assert result.returncode == 0, result.stderr[-1500:]
     summary = json.loads((tmp_path / "frames" / "summary.json").read_text())
-    backend = open_backend(tiny_onnx, threads=1)
+    backend = open_backend(tiny_onnx, threads=1, backend="onnxruntime")
     frames = load_labelled_frames("synthetic", synthetic_root, "val", None, backend.info)
     direct = road_metrics(road_confusion(backend.infer, frames))
     assert summary["road"]["frames"] == len(frames) == 4
@@ -414,7 +415,7 @@ def test_a_stalled_live_source_goes_through_reconnect_after_the_stall_timeout():
     started = time.monotonic()
     frame = source.read()
     took = time.monotonic() - started
-    assert frame is not None and 0.3 <= took < 2.0, took
+    assert frame is not None and 0.3 <= took < 5.0, took  # the stall timeout, not OpenCV's 30 s
     assert source.reconnects == 1 and waits == [0.5]
     assert not stalled.released.is_set()  # never released under a read in progress ...
     stalled.unblock.set()

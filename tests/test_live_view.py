@@ -164,7 +164,7 @@ def test_page_stats_and_mjpeg_stream(view):
     # close() ends the open streams promptly (their clients connected, not reading) and stops the server.
     started = time.perf_counter()
     view.close()
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # well under a client handler's 15 s timeout
     for reader in readers:
         parts = 0
         while reader.next_part() is not None:
@@ -220,7 +220,7 @@ def test_chromium_shows_the_stream(view):
         try:
             page = browser.new_page()
             page.goto(view.url, timeout=10_000)
-            page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=5_000)
+            page.wait_for_function("document.getElementById('stream').naturalWidth > 0", timeout=15_000)
             assert page.evaluate("[document.getElementById('stream').naturalWidth, "
                                  "document.getElementById('stream').naturalHeight]") == [96, 64]
             # The picture changes as new frames arrive, and shows the published colours (RGB here, BGR there).
@@ -234,13 +234,13 @@ def test_chromium_shows_the_stream(view):
             }"""
             first = page.evaluate(sample)
             page.wait_for_function(f"JSON.stringify(({sample})()) !== {json.dumps(json.dumps(first))}",
-                                   timeout=3_000)
+                                   timeout=10_000)
             for rgb in (first, page.evaluate(sample)):
                 bgr = np.array(rgb[::-1], np.uint8).reshape(1, 1, 3)
                 assert nearest_colour(bgr)[1] < 12, rgb
             # The stats panel is filled from /stats.json.
             page.wait_for_function("document.getElementById('stats').textContent.includes('Model FPS')",
-                                   timeout=3_000)
+                                   timeout=10_000)
             text = page.inner_text("#stats")
             assert "123.4" in text and "onnxruntime" in text and "Road IoU" in text, text
         finally:
@@ -316,7 +316,8 @@ def dropped(sock: socket.socket) -> bool:
 
 
 def test_clients_that_do_not_send_their_request_in_time_are_dropped():
-    live = LiveView(port=0, request_deadline=0.5).start()
+    # a deadline 20x the trickler's byte gap, so a stalled test thread cannot end it by socket timeout instead
+    live = LiveView(port=0, request_deadline=1.0).start()
     try:
         started = time.monotonic()
         silent = [socket.create_connection(("127.0.0.1", live.port), timeout=5) for _ in range(5)]
@@ -329,7 +330,7 @@ def test_clients_that_do_not_send_their_request_in_time_are_dropped():
                 trickler.send(bytes([byte]))
             time.sleep(0.05)
         took = time.monotonic() - started
-        assert 0.45 <= took < 2.0, f"the slow-header client was held {took:.2f} s"
+        assert 0.95 <= took < 4.0, f"the slow-header client was held {took:.2f} s"
         assert wait_for(lambda: all(dropped(sock) for sock in silent), timeout=2.0)
         assert wait_for(lambda: live._server.active == 0, timeout=2.0)  # every thread is free again
         assert live.timed_out >= 1
