@@ -49,6 +49,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "roadseg" / "openvino"
 
 
+def has_bf16_units(core, device: str = "CPU") -> bool:
+    """Whether OpenVINO's ``device`` computes in bf16 natively (AMX, AVX512-BF16): where --backend
+    openvino-bf16 runs, and where ``make zoo`` times it."""
+    return "BF16" in core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+
+
 def framework_props(model) -> dict[str, str]:
     """The ONNX metadata_props OpenVINO kept in rt_info["framework"] (empty for a model without them)."""
     if not model.has_rt_info(["framework"]):
@@ -77,10 +83,10 @@ class OpenVinoBackend(Backend):
         core = ov.Core()
         if device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise ToolError(f"--device {device}: OpenVINO offers {', '.join(core.available_devices)} here")
-        if inference_precision == "bf16" and "BF16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
-            raise ToolError(f"--backend openvino-bf16: OpenVINO's {device} has no bf16 units here "
-                            "(needs AMX or AVX512-BF16); use --backend openvino")
         if inference_precision == "bf16":
+            if not has_bf16_units(core, device):
+                raise ToolError(f"--backend openvino-bf16: OpenVINO's {device} has no bf16 units here "
+                                "(needs AMX or AVX512-BF16); use --backend openvino")
             self.kind = "openvino-bf16"
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         try:

@@ -34,8 +34,8 @@ done
 
 # one run: every model in both CPU runtimes (OpenVINO in bf16 too, on a CPU with bf16 units: a peer may be
 # fastest that way), interleaved rounds, road IoU on the held-out drive
-BF16=$(${PY:-.venv/bin/python} -c "import openvino as ov
-print('openvino-bf16' if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else '')")
+BF16=$(${PY:-.venv/bin/python} -c "from roadseg.deploy.openvino_backend import has_bf16_units, import_openvino
+print('openvino-bf16' if has_bf16_units(import_openvino().Core()) else '')")
 [ -f "$RUNS/zoo/bench/benchmark.json" ] || $RS bench --model "${MODELS[@]}" --backends onnxruntime openvino $BF16 $DATA \
   --split "$HELDOUT" --threads 2 --rounds 3 --runs 20 --out "$RUNS/zoo/bench"
 
