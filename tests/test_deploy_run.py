@@ -18,7 +18,7 @@ import pytest
 
 from roadseg.deploy.backends import choose_backend, open_backend
 from roadseg.deploy.labelled_frames import load_labelled_frames, road_confusion
-from roadseg.deploy.overlay import ROAD_BGR, blend, render
+from roadseg.deploy.overlay import ROAD_BGR, FrameRenderer, blend, render
 from roadseg.deploy.pipeline import MIN_TIMED_FRAMES, Pipeline, PipelineOptions, Reservoir
 from roadseg.deploy.run import Progress, default_summary_path, get_args_parser, main
 from roadseg.deploy.sinks import ImageFolderSink, VideoFileSink
@@ -46,6 +46,28 @@ def test_blend_changes_road_pixels_only():
     side = render(frame, classes, "side", alpha=0.25)
     assert side.shape == (4, 12, 3) and (side[:, :6] == frame).all() and (side[:, 6:] == out).all()
     assert (blend(frame, road, alpha=0.0) == frame).all()
+
+
+def test_the_video_loop_renderer_draws_on_the_frame_as_render_does_with_one_scratch_plane():
+    rng = np.random.default_rng(0)
+    renderer = FrameRenderer("blend", alpha=0.4)
+    scratches = set()
+    for shape in [(6, 8), (6, 8), (10, 4)]:  # a changed frame size gets its own scratch
+        frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        classes = rng.integers(0, 2, shape, dtype=np.uint8)
+        expected = render(frame, classes, "blend", 0.4)
+        shown = renderer(frame, classes)
+        assert shown is frame and (shown == expected).all()
+        scratches.add(id(renderer._scratch))
+    assert len(scratches) == 2
+    for mode in ("mask", "side"):  # the other modes make a new image, as render does, and keep the frame
+        frame = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        classes = rng.integers(0, 2, (6, 8), dtype=np.uint8)
+        kept = frame.copy()
+        assert (FrameRenderer(mode)(frame, classes) == render(kept, classes, mode)).all()
+        assert (frame == kept).all()
+    with pytest.raises(ValueError, match="overlay mode"):
+        FrameRenderer("blur")
 
 
 @pytest.fixture(scope="module")
@@ -557,3 +579,4 @@ def test_the_run_time_keeps_onnxruntime_threads_from_busy_waiting(tiny_onnx):
     bench_like = open_backend(tiny_onnx, threads=1, backend="onnxruntime").session.get_session_options()
     with pytest.raises(RuntimeError, match="does not have configuration"):  # onnxruntime's default: spin
         bench_like.get_session_config_entry(key)
+
