@@ -80,6 +80,42 @@ def test_auto_keeps_the_faster_runtime_as_measured():
     assert best is fast and why.startswith("measured here") and "openvino" in why and "onnxruntime" in why
 
 
+class LoadSensitiveBackend(FakeBackend):
+    """Fast alone, slow while the measurement's busy-core thread runs: a tiny model in a thread pool that
+    waits for a second core."""
+
+    def infer(self, batch):
+        import threading
+        import time
+
+        busy = any(thread.name == "busy-core" for thread in threading.enumerate())
+        time.sleep(0.004 if busy else 0.0005)
+        return batch
+
+
+def test_the_run_time_picks_its_runtime_as_the_pipeline_will_use_it_beside_a_busy_core(monkeypatch, tmp_path):
+    import threading
+
+    from roadseg.deploy import backends
+    from roadseg.deploy.backends import faster_of
+
+    sensitive, steady = LoadSensitiveBackend("openvino", 0), FakeBackend("onnxruntime", 0.002)
+    assert faster_of([sensitive, steady], warmup=1, runs=3, rounds=2)[0] is sensitive
+    best, why = faster_of([sensitive, steady], warmup=1, runs=3, rounds=2, beside_busy_core=True)
+    assert best is steady and "beside one busy core" in why
+    assert not any(thread.name == "busy-core" for thread in threading.enumerate())  # stopped afterwards
+
+    asked = []  # open_backend: the pipeline (no spinning) measures under load, a benchmark alone
+    monkeypatch.setattr(backends, "choose_backend", lambda path, requested: ("measure", ""))
+    monkeypatch.setattr(backends, "OnnxRuntimeBackend", lambda *args, **kwargs: steady)
+    monkeypatch.setattr("roadseg.deploy.openvino_backend.OpenVinoBackend", lambda *args, **kwargs: sensitive)
+    monkeypatch.setattr(backends, "faster_of", lambda c, **kw: (asked.append(kw), (c[0], "why"))[1])
+    model = tmp_path / "m.onnx"
+    open_backend(model, spin=False)
+    open_backend(model, spin=True)
+    assert asked == [{"beside_busy_core": True}, {"beside_busy_core": False}]
+
+
 def test_openvino_errors_are_one_line(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
     with pytest.raises(ToolError, match="OpenVINO cannot load it") as err:
