@@ -22,7 +22,7 @@ from roadseg.deploy.overlay import ROAD_BGR, FrameRenderer, blend, render
 from roadseg.deploy.pipeline import MIN_TIMED_FRAMES, Pipeline, PipelineOptions, Reservoir
 from roadseg.deploy.run import Progress, default_summary_path, get_args_parser, main
 from roadseg.deploy.sinks import ImageFolderSink, VideoFileSink
-from roadseg.deploy.sources import CaptureSource, ImageFolderSource
+from roadseg.deploy.sources import CaptureSource, ImageFolderSource, open_source
 from roadseg.models.core.cli import ToolError
 from roadseg.models.core.model_metadata import ModelInfo
 from roadseg.models.core.road_metrics import road_metrics
@@ -580,3 +580,40 @@ def test_the_run_time_keeps_onnxruntime_threads_from_busy_waiting(tiny_onnx):
     with pytest.raises(RuntimeError, match="does not have configuration"):  # onnxruntime's default: spin
         bench_like.get_session_config_entry(key)
 
+
+def test_stage_costs_times_every_stage_of_every_frame_and_names_the_slowest_thread(short_video):
+    """deploy/stage_costs.py: each frame goes through every stage (the sink gets the blended frame), and
+    a model slower than everything around it is the thread that bounds end to end, at a ratio of 1."""
+    from roadseg.deploy.stage_costs import STAGES, summarise, time_stages
+
+    sink = ListSink()
+    times = time_stages(open_source(str(short_video)), FakeBackend(seconds=0.02), FrameRenderer(), sink, None)
+    assert len(sink.frames) == 17 and all(len(times[kind][stage]) == 17 for kind in times for stage in STAGES)
+    assert min(times["wall"]["infer"]) >= 0.02
+    report = summarise(times, warmup=2, cores=2)
+    assert report["timed_frames"] == 15 and report["slowest_thread"] == ["infer"]
+    assert report["best_ratio_end_to_end_to_model"] == pytest.approx(1.0)
+    assert report["ceilings_fps"]["one_thread"] < report["ceilings_fps"]["thread_per_stage"] < 50
+
+
+def test_stage_costs_bounds_the_ratio_by_the_slowest_thread_and_leaves_out_warmup():
+    from roadseg.deploy.stage_costs import STAGES, summarise
+
+    ms = {"decode": 1.0, "preprocess": 1.5, "infer": 1.0, "postprocess": 1.0, "render": 1.5, "encode": 2.0}
+    frames = {stage: [0.5] + [ms[stage] / 1000] * 4 for stage in STAGES}  # a first frame far slower: warm-up
+    report = summarise({"wall": frames, "cpu": frames}, warmup=1, cores=2)
+    # postprocess + render share a thread (2.5 ms): slower than the encoder (2.0) on its own
+    assert report["slowest_thread"] == ["postprocess", "render"]
+    assert report["ceilings_fps"]["thread_per_stage"] == pytest.approx(400)
+    assert report["ceilings_fps"]["one_thread"] == pytest.approx(1000 / 8)
+    assert report["best_ratio_end_to_end_to_model"] == pytest.approx(0.4)
+    with pytest.raises(ToolError, match="none left after --warmup 5"):
+        summarise({"wall": frames, "cpu": frames}, warmup=5, cores=2)
+
+
+def test_stage_costs_refuses_a_live_source_in_one_line_before_loading_a_model(tmp_path):
+    result = run_script("deploy/stage_costs.py", "--model", tmp_path / "missing.onnx", "--source", "0")
+    assert_one_line_error(result, "missing.onnx")
+    (tmp_path / "m.onnx").write_bytes(b"")
+    result = run_script("deploy/stage_costs.py", "--model", tmp_path / "m.onnx", "--source", "0")
+    assert_one_line_error(result, "--source 0: expected a video file or an image folder, not a camera")
