@@ -4,22 +4,27 @@ which the run's own per-stage times cannot: there the stages share the cores and
 includes waiting for the others.
 
     python -m roadseg.deploy.stage_costs --model camvid-road-fast --source ../shared/data/video/solidWhiteRight.mp4 \
-        --threads 2 --json deploy/results/stage_costs_fast.json
+        --threads 2 --json deploy/results/stage_costs/camvid-road-fast.json
 
-For every frame of the source, one stage after another on this thread: decode (the source's read),
-preprocess, infer (the backend as ``roadseg run`` opens it), postprocess (logits to classes at the
-frame's size), render (the blended overlay and the status line) and encode (the writer of a video
-``--output``, to a temporary file that is removed). It prints, per stage, the wall time (mean, p50)
-and the process CPU time (every thread: the decoder and the runtime may use more than one core, and
-their idle workers may spin on into the next stage), and two ceilings on end-to-end FPS:
+For every frame of the source, one stage after another on this thread: decode (the source's read;
+``roadseg run`` reports it as ``capture``), preprocess, infer (the backend as ``roadseg run`` opens
+it), postprocess (logits to classes at the frame's size), render (the blended overlay and the status
+line) and encode (the writer of a video ``--output``, to a temporary file that is removed; ``write``
+in ``roadseg run``). It prints, per stage, the wall time (mean, p50) and the process CPU time (every
+thread: the decoder and the runtime may use more than one core, and their idle workers may spin on
+into the next stage), and these rates:
 
-- ``one_thread``: every stage one after another (1000 / the sum of the wall means);
-- ``thread_per_stage``: the pipeline's threads each on a core of its own (1000 / the slowest thread's
-  wall time: decode | preprocess | infer | postprocess + render | encode). No number of cores lifts
-  end to end above it, so against the model-only rate it is the best ratio a pipeline can report:
-  when encoding a frame takes longer than inferring it, that ratio is under 1 on any machine.
+- ``sequential``: every stage one after another on one thread (1000 / the sum of the wall means);
+- ``ceiling_thread_per_core``: the pipeline's threads each on a core of its own (1000 / the slowest
+  thread's wall time: decode | preprocess | infer | postprocess + render | encode). No number of
+  cores lifts end to end above it;
+- ``estimate_on_these_cores``: the lower of that ceiling and this machine's cores kept busy by the
+  CPU time a frame costs (an underestimate where a runtime's idle workers spin).
 
-With fewer cores than threads the stages also wait for each other; ``roadseg run`` measures that.
+``ceiling_ratio_to_model_alone`` is the ceiling over the model's own rate here: when encoding a frame
+takes longer than inferring it, end to end cannot keep up with the model timed alone on any number of
+these cores. (``roadseg run``'s ratio divides by the model's rate inside the pipeline, where it waits
+for the cores too, so it reads higher.)
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from roadseg.models.core.fileio import atomic_write_json
 from roadseg.models.core.zoo import resolve_model
 
 STAGES = ("decode", "preprocess", "infer", "postprocess", "render", "encode")
-THREADS = (("decode",), ("preprocess",), ("infer",), ("postprocess", "render"), ("encode",))  # deploy.pipeline's
+# deploy.pipeline's threads: capture | preprocess | infer | output (postprocess + render) | write
+THREADS = (("decode",), ("preprocess",), ("infer",), ("postprocess", "render"), ("encode",))
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -102,14 +108,14 @@ def summarise(times: dict, warmup: int, cores: int) -> dict:
 
     wall, p50, cpu = per_stage("wall", np.mean), per_stage("wall", np.median), per_stage("cpu", np.mean)
     slowest = max(THREADS, key=lambda group: sum(wall[stage] for stage in group))
-    ceilings = {"one_thread": 1000 / sum(wall.values()),
-                "thread_per_stage": 1000 / sum(wall[stage] for stage in slowest)}
-    reachable = ceilings["thread_per_stage"]
+    ceiling = 1000 / sum(wall[stage] for stage in slowest)
+    rates = {"sequential": 1000 / sum(wall.values()), "ceiling_thread_per_core": ceiling,
+             "estimate_on_these_cores": min(ceiling, cores * 1000 / sum(cpu.values()))}
+    model_alone = 1000 / wall["infer"]
     return {"timed_frames": timed, "warmup_frames_excluded": warmup, "cores": cores,
             "wall_mean_ms": wall, "wall_p50_ms": p50, "cpu_mean_ms": cpu,
             "wall_sum_ms": sum(wall.values()), "cpu_sum_ms": sum(cpu.values()), "slowest_thread": list(slowest),
-            "ceilings_fps": ceilings, "model_only_fps": 1000 / wall["infer"], "reachable_fps": reachable,
-            "best_ratio_end_to_end_to_model": reachable * wall["infer"] / 1000}
+            "rates_fps": rates, "model_alone_fps": model_alone, "ceiling_ratio_to_model_alone": ceiling / model_alone}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -140,9 +146,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"{stage:<12}{report['wall_mean_ms'][stage]:>10.2f}{report['wall_p50_ms'][stage]:>10.2f}"
               f"{report['cpu_mean_ms'][stage]:>10.2f}")
     print(f"{'sum':<12}{report['wall_sum_ms']:>10.2f}{'':>10}{report['cpu_sum_ms']:>10.2f}")
-    print("end-to-end ceilings (FPS): " + ", ".join(f"{k} {v:.0f}" for k, v in report["ceilings_fps"].items())
-          + f"; model only {report['model_only_fps']:.0f}; best ratio with a core per thread "
-          f"{report['best_ratio_end_to_end_to_model']:.2f} (slowest thread: {' + '.join(report['slowest_thread'])})")
+    rates = report["rates_fps"]
+    print(f"end to end: {rates['sequential']:.0f} FPS one stage after another; at most "
+          f"{rates['ceiling_thread_per_core']:.0f} with a core per thread (slowest: "
+          f"{' + '.join(report['slowest_thread'])}); about {rates['estimate_on_these_cores']:.0f} on these "
+          f"{cores} cores. Model alone {report['model_alone_fps']:.0f} FPS: end to end can keep at most "
+          f"{report['ceiling_ratio_to_model_alone']:.2f} of it")
     if args.json:
         atomic_write_json(args.json, report)
         print(f"figures: {args.json}", file=sys.stderr)
