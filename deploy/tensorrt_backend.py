@@ -212,9 +212,11 @@ class TensorRTBackend(Backend):
             outputs[name] = np.empty(shape, dtype=self.dtypes[name])
 
         input_ptr = self._device_buffer(self.input_name, batch.nbytes)
-        for name, host in outputs.items():
-            context.set_tensor_address(name, self._device_buffer(name, host.nbytes))
-        context.set_tensor_address(self.input_name, input_ptr)
+        addresses = {name: self._device_buffer(name, host.nbytes) for name, host in outputs.items()}
+        for name, pointer in {**addresses, self.input_name: input_ptr}.items():
+            if not context.set_tensor_address(name, pointer):  # a bool in TensorRT 10 and 11
+                raise ToolError(f"{where}: TensorRT refused the device buffer of {name!r}: "
+                                f"{self._logger.last_error or 'see its log'}")
         cuda_check(cudart, cudart.cudaMemcpyAsync(input_ptr, batch.ctypes.data, batch.nbytes,
                                                   cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream),
                    "cudaMemcpyAsync (host to device)")
