@@ -78,16 +78,18 @@ def ort_tensorrt_cache_root(environ: dict | None = None) -> Path:
 
 
 def tensorrt_provider_options(model_sha256: str, precision: str, cache_root: str | os.PathLike | None = None,
-                              ort_version: str = "") -> dict[str, str]:
+                              ort_version: str = "", trt_version: str = "") -> dict[str, str]:
     """The options for onnxruntime's TensorrtExecutionProvider (a pure function; the names are the EP's own).
 
     Engine cache and timing cache on disk (``trt_engine_cache_enable``/``_path``, ``trt_timing_cache_enable``/
     ``_path``), so the first session builds the engine and later ones load it. The EP names a cached engine after
     the graph's structure, not its weights, so each model file (by sha256) and precision mode gets its own engine
-    folder (``<root>/engines/[<ort version>/]<sha16>-<mode>``): a retrained model under the same name is never
-    served a stale engine. The timing cache holds kernel timings only and is shared by all models
-    (``<root>/timing``). Precision: ``trt_fp16_enable`` for FP32 and FP16 models; ``trt_int8_enable`` as well for
-    Q/DQ files TensorRT runs as INT8 (int8-qat-qdq, int8-trt-ptq; explicit quantization, no calibration table).
+    folder (``<root>/engines/[onnxruntime-<v>[_tensorrt-<v>]/]<sha16>-<mode>``): a retrained model under the same
+    name is never served a stale engine, nor is a new TensorRT one built by another (the EP fails the run with
+    "could not deserialize engine from cache" instead of rebuilding). The timing cache holds kernel timings only
+    and is shared by all models of one TensorRT (``<root>/timing[/tensorrt-<v>]``). Precision: ``trt_fp16_enable``
+    for FP32 and FP16 models; ``trt_int8_enable`` as well for Q/DQ files TensorRT runs as INT8 (int8-qat-qdq,
+    int8-trt-ptq; explicit quantization, no calibration table).
 
     These flags are TensorRT 10.x's weak typing. With an onnxruntime built on TensorRT 11.x (strongly typed only)
     the precision comes from the graph: give it ``model_fp16.onnx`` (export/to_fp16.py) for FP16.
@@ -95,16 +97,33 @@ def tensorrt_provider_options(model_sha256: str, precision: str, cache_root: str
     root = Path(cache_root) if cache_root is not None else ort_tensorrt_cache_root()
     int8 = precision in TENSORRT_QDQ_PRECISIONS
     engines = root / "engines"
-    if ort_version:
-        engines = engines / f"onnxruntime-{ort_version}"
+    versions = [f"onnxruntime-{ort_version}"] * bool(ort_version) + [f"tensorrt-{trt_version}"] * bool(trt_version)
+    if versions:
+        engines = engines / "_".join(versions)
+    timing = root / "timing" / f"tensorrt-{trt_version}" if trt_version else root / "timing"
     options = {"trt_engine_cache_enable": "True",
                "trt_engine_cache_path": str(engines / f"{model_sha256[:16]}-{'int8' if int8 else 'fp16'}"),
                "trt_timing_cache_enable": "True",
-               "trt_timing_cache_path": str(root / "timing"),
+               "trt_timing_cache_path": str(timing),
                "trt_fp16_enable": "True"}
     if int8:
         options["trt_int8_enable"] = "True"
     return options
+
+
+def tensorrt_library_version(distributions=None) -> str:
+    """The version of the TensorRT that onnxruntime's EP will load, as far as the installed Python packages
+    tell: the pip wheel that ships its libraries (``tensorrt-cu12-libs``, ``tensorrt-libs``...), else the
+    ``tensorrt`` package (JetPack's apt bindings included), else '' (libraries found some other way)."""
+    from importlib import metadata
+
+    found = {}
+    for dist in metadata.distributions() if distributions is None else distributions:
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("tensorrt"):
+            found[name] = dist.version
+    libs = sorted(name for name in found if name.endswith("-libs"))
+    return found[libs[0]] if libs else found.get("tensorrt", "")
 
 
 def provider_list(providers: list[str], options: dict[str, dict[str, str]]) -> list:
@@ -140,7 +159,8 @@ class OnnxRuntimeBackend(Backend):
         if TENSORRT_EP in providers:
             # the EP's precision flags depend on the file's precision: read its metadata first (a CPU session)
             precision = (info or self._probe_info()).precision
-            options = tensorrt_provider_options(file_sha256(self.path), precision, ort_version=ort.__version__)
+            options = tensorrt_provider_options(file_sha256(self.path), precision, ort_version=ort.__version__,
+                                                trt_version=tensorrt_library_version())
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 Path(options[key]).mkdir(parents=True, exist_ok=True)
             self.provider_options[TENSORRT_EP] = options

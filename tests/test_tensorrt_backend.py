@@ -363,6 +363,33 @@ def test_ep_options_int8_for_tensorrt_qdq_files(tmp_path, precision):
     assert options["trt_timing_cache_path"] == str(tmp_path / "timing")
 
 
+def test_a_new_tensorrt_gets_new_engine_folders(tmp_path):
+    """The EP cannot load an engine built by another TensorRT and fails the run rather than rebuild it."""
+    old, new = (tensorrt_provider_options(SHA_A, "fp16", tmp_path, ort_version="1.32.0", trt_version=version)
+                for version in ("10.13.0", "11.1.0"))
+    assert old["trt_engine_cache_path"] == str(tmp_path / "engines" / "onnxruntime-1.32.0_tensorrt-10.13.0"
+                                               / f"{SHA_A[:16]}-fp16")
+    assert new["trt_engine_cache_path"] != old["trt_engine_cache_path"]
+    assert old["trt_timing_cache_path"] == str(tmp_path / "timing" / "tensorrt-10.13.0")  # timings are per version too
+    assert new["trt_timing_cache_path"] != old["trt_timing_cache_path"]
+
+
+class Dist:
+    def __init__(self, name, version):
+        self.metadata, self.version = {"Name": name}, version
+
+
+@pytest.mark.parametrize(("installed", "expected"), [
+    ([("numpy", "2.4"), ("tensorrt", "10.13.0"), ("tensorrt_cu12_libs", "10.13.0.35")], "10.13.0.35"),
+    ([("tensorrt", "10.3.0")], "10.3.0"),  # JetPack: apt's bindings, libraries from the system
+    ([("numpy", "2.4"), ("onnxruntime-gpu", "1.32.0")], ""),
+])
+def test_the_tensorrt_version_is_read_from_the_installed_packages(installed, expected):
+    from roadseg.deploy.backends import tensorrt_library_version
+
+    assert tensorrt_library_version([Dist(name, version) for name, version in installed]) == expected
+
+
 def test_each_model_and_mode_gets_its_own_engine_folder_and_all_share_the_timing_cache(tmp_path):
     paths = {tensorrt_provider_options(sha, precision, tmp_path)["trt_engine_cache_path"]
              for sha in (SHA_A, SHA_B) for precision in ("fp32", "int8-qat-qdq")}
@@ -408,7 +435,8 @@ def test_the_backend_passes_the_options_when_the_tensorrt_ep_is_chosen(tmp_path,
     assert asked[0] == ["CPUExecutionProvider"]  # the metadata probe
     root = tmp_path / "cache" / "roadseg" / "ort-trt"
     sha = trt_export.sha256_hex(onnx_path.read_bytes())
-    assert options == tensorrt_provider_options(sha, precision, root, ort_version=ort.__version__)
+    assert options == tensorrt_provider_options(sha, precision, root, ort_version=ort.__version__,
+                                                trt_version=deploy_backends.tensorrt_library_version())
     assert ("trt_int8_enable" in options) is int8
     assert Path(options["trt_engine_cache_path"]).is_dir() and Path(options["trt_timing_cache_path"]).is_dir()
     assert backend.info.precision == precision
