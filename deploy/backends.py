@@ -97,7 +97,8 @@ def tensorrt_provider_options(model_sha256: str, precision: str, cache_root: str
     root = Path(cache_root) if cache_root is not None else ort_tensorrt_cache_root()
     int8 = precision in TENSORRT_QDQ_PRECISIONS
     engines = root / "engines"
-    versions = [f"onnxruntime-{ort_version}"] * bool(ort_version) + [f"tensorrt-{trt_version}"] * bool(trt_version)
+    versions = [f"{runtime}-{version}" for runtime, version in (("onnxruntime", ort_version), ("tensorrt", trt_version))
+                if version]
     if versions:
         engines = engines / "_".join(versions)
     timing = root / "timing" / f"tensorrt-{trt_version}" if trt_version else root / "timing"

@@ -36,6 +36,11 @@ def blend(frame: np.ndarray, road: np.ndarray, alpha: float, colour=ROAD_BGR, in
     return out
 
 
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"overlay mode must be one of {MODES}, got {mode!r}")
+
+
 def render(frame: np.ndarray, classes: np.ndarray, mode: str = "blend", alpha: float = 0.5,
            road_class: int = 1) -> np.ndarray:
     road = classes == road_class
@@ -47,7 +52,7 @@ def render(frame: np.ndarray, classes: np.ndarray, mode: str = "blend", alpha: f
         return out
     if mode == "side":
         return np.hstack([frame, blend(frame, road, alpha)])
-    raise ValueError(f"overlay mode must be one of {MODES}, got {mode!r}")
+    check_mode(mode)  # not one of them: says which are
 
 
 class FrameRenderer:
@@ -57,8 +62,7 @@ class FrameRenderer:
     (1.5 against 0.5 ms on one core, measured in deploy/results/pipeline_stages.md)."""
 
     def __init__(self, mode: str = "blend", alpha: float = 0.5):
-        if mode not in MODES:
-            raise ValueError(f"overlay mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
         self.mode, self.alpha = mode, alpha
         self._scratch: np.ndarray | None = None
 

@@ -107,14 +107,15 @@ def summarise(times: dict, warmup: int, cores: int) -> dict:
         return {stage: 1000 * float(statistic(values[warmup:])) for stage, values in times[kind].items()}
 
     wall, p50, cpu = per_stage("wall", np.mean), per_stage("wall", np.median), per_stage("cpu", np.mean)
+    wall_sum, cpu_sum = sum(wall.values()), sum(cpu.values())
     slowest = max(THREADS, key=lambda group: sum(wall[stage] for stage in group))
     ceiling = 1000 / sum(wall[stage] for stage in slowest)
-    rates = {"sequential": 1000 / sum(wall.values()), "ceiling_thread_per_core": ceiling,
-             "estimate_on_these_cores": min(ceiling, cores * 1000 / sum(cpu.values()))}
+    rates = {"sequential": 1000 / wall_sum, "ceiling_thread_per_core": ceiling,
+             "estimate_on_these_cores": min(ceiling, cores * 1000 / cpu_sum)}
     model_alone = 1000 / wall["infer"]
     return {"timed_frames": timed, "warmup_frames_excluded": warmup, "cores": cores,
             "wall_mean_ms": wall, "wall_p50_ms": p50, "cpu_mean_ms": cpu,
-            "wall_sum_ms": sum(wall.values()), "cpu_sum_ms": sum(cpu.values()), "slowest_thread": list(slowest),
+            "wall_sum_ms": wall_sum, "cpu_sum_ms": cpu_sum, "slowest_thread": list(slowest),
             "rates_fps": rates, "model_alone_fps": model_alone, "ceiling_ratio_to_model_alone": ceiling / model_alone}
 
 
